@@ -1,0 +1,292 @@
+"""The ``flowdeck`` command. Every failure is one clear message on stderr and exit code 1, never a
+traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from flowdeck.flows import FlowError, flow_files, load_flow_file
+from flowdeck.settings import Settings
+from flowdeck.store import db
+from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution, iso, list_executions
+from flowdeck.store.flows import (
+    FlowNameTaken,
+    FlowNotFound,
+    count_executions,
+    delete_flow,
+    import_flow,
+    list_flows,
+    resolve_flow,
+)
+from flowdeck.tracking import CallInfo, RecordingError, Tracker
+
+app = typer.Typer(
+    help="Serve flows as MCP tools and inspect every execution.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+flows_app = typer.Typer(help="Import, list, run and delete flows.", no_args_is_help=True)
+executions_app = typer.Typer(help="List and show recorded executions.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+app.add_typer(executions_app, name="executions")
+app.add_typer(db_app, name="db")
+
+_state: dict[str, Settings] = {}
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+@app.callback()
+def _root(
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database URL (default: $FLOWDECK_DATABASE_URL or sqlite)"),
+    ] = None,
+) -> None:
+    settings = Settings()
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    _state["settings"] = settings
+
+
+def _settings() -> Settings:
+    return _state.get("settings") or Settings()
+
+
+def _engine() -> Engine:
+    """The database, migrated to the current schema (a no-op when it is)."""
+    engine = db.open_engine(_settings().database_url)
+    db.upgrade(engine)
+    return engine
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# ---- flows ----------------------------------------------------------------------------------------
+
+
+@flows_app.command("import")
+def flows_import(paths: Annotated[list[Path], typer.Argument(help="Flow files, or folders of them")]) -> None:
+    """Create or update flows from YAML/JSON files. Nothing is imported if any file has a problem."""
+    definitions, errors = [], []
+    for path in flow_files(paths):
+        try:
+            definitions.append(load_flow_file(path))
+        except FlowError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise CliError("nothing imported:\n" + "\n".join(errors))
+    if not definitions:
+        raise CliError("no flow files found (*.yaml, *.yml, *.json)")
+    engine = _engine()
+    for definition in definitions:
+        record, outcome = import_flow(engine, definition.model_dump(mode="json", exclude_none=True))
+        typer.echo(f"{outcome:9} {record.name} (revision {record.revision})")
+
+
+@flows_app.command("list")
+def flows_list() -> None:
+    """Live flows; deleted flows that have executions follow, marked deleted."""
+    engine = _engine()
+    records = list_flows(engine, include_deleted=True)
+    if not records:
+        typer.echo("no flows: import some with `flowdeck flows import PATH`")
+        return
+    typer.echo(f"{'NAME':24} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
+    for record in records:
+        name = record.name + (" (deleted)" if record.deleted else "")
+        count = count_executions(engine, record.id)
+        typer.echo(f"{name:24} {record.revision:>4} {count:>10}  {record.description.strip()[:60]}")
+
+
+@flows_app.command("delete")
+def flows_delete(name: Annotated[str, typer.Argument(help="Flow name or id")]) -> None:
+    """Delete a flow. Its executions stay, under its name."""
+    engine = _engine()
+    record = resolve_flow(engine, name)
+    if record.deleted:
+        raise CliError(f"flow {name!r} is already deleted")
+    delete_flow(engine, record.id)
+    typer.echo(f"deleted {record.name} (its executions are kept)")
+
+
+@flows_app.command("run")
+def flows_run(
+    name: Annotated[str, typer.Argument(help="Flow name")],
+    args: Annotated[str, typer.Option("--args", help="Tool arguments as a JSON object")] = "{}",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run a flow in this process, recorded like any call (transport: cli)."""
+    try:
+        params = json.loads(args)
+    except ValueError as exc:
+        raise CliError(f"--args is not JSON: {exc}") from None
+    engine = _engine()
+    record = resolve_flow(engine, name)
+    if record.deleted:
+        raise CliError(f"flow {name!r} is deleted")
+    with Tracker(engine, _settings(), kind="cli") as tracker:
+        run = asyncio.run(tracker.run(tracker.prepare(record), params, CallInfo("cli")))
+    error = None
+    if run.error is not None:
+        error = {"type": run.error.type, "message": run.error.message, "node_id": run.error.node_id}
+    if as_json:
+        result = {
+            "execution_id": run.execution_id,
+            "status": run.status,
+            "output": run.output,
+            "error": error,
+        }
+        typer.echo(_json(result))
+    elif error is None:
+        typer.echo(_json(run.output))
+        typer.echo(f"execution {run.execution_id} fulfilled in {_ms(run.ended_at - run.started_at)}")
+    else:
+        where = f" at node '{error['node_id']}'" if error["node_id"] else ""
+        typer.echo(f"{record.name} failed{where}: {error['message']} ({error['type']})", err=True)
+        typer.echo(f"execution {run.execution_id} error in {_ms(run.ended_at - run.started_at)}")
+    if error is not None:
+        raise typer.Exit(1)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+# ---- executions -----------------------------------------------------------------------------------
+
+
+@executions_app.command("list")
+def executions_list(
+    flow: Annotated[str | None, typer.Option("--flow", help="Flow name or id")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, fulfilled or error")] = None,
+    page: Annotated[int, typer.Option("--page", min=1)] = 1,
+    per_page: Annotated[int, typer.Option("--per-page", min=1, max=100)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
+) -> None:
+    """Executions, newest first."""
+    if status is not None and status not in STATUSES:
+        raise CliError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
+    engine = _engine()
+    flow_id = resolve_flow(engine, flow).id if flow else None
+    result = list_executions(engine, flow_id=flow_id, status=status, page=page, per_page=per_page)
+    if as_json:
+        typer.echo(_json(result.as_dict()))
+        return
+    if not result.items:
+        typer.echo(
+            "no executions" if result.total == 0 else f"page {page} is past the last page ({result.pages})"
+        )
+        return
+    typer.echo(f"{'ID':36}  {'STATUS':26} {'STARTED':24} {'DURATION':>11}  {'FLOW':20} PARAMS")
+    for item in result.items:
+        duration = "-" if item.duration_ms is None else f"{item.duration_ms:.1f} ms"
+        status_text = item.status if item.error_type is None else f"{item.status}:{item.error_type}"
+        typer.echo(
+            f"{item.id:36}  {status_text:26} {iso(item.started_at):24} {duration:>11}  "
+            f"{item.flow_name:20} {item.params_preview}"
+        )
+    typer.echo(f"page {result.page} of {result.pages} ({result.total} executions)")
+
+
+@executions_app.command("show")
+def executions_show(
+    execution_id: Annotated[str, typer.Argument(help="Execution id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON")] = False,
+) -> None:
+    """One execution: its parameters, each step with its output, and the data it ended with."""
+    record = get_execution(_engine(), execution_id)
+    if as_json:
+        typer.echo(_json(record.as_dict()))
+        return
+    summary = record.summary
+    duration = "-" if summary.duration_ms is None else f"{summary.duration_ms:.1f} ms"
+    client = record.client or {}
+    typer.echo(f"execution {summary.id}: {summary.status}")
+    typer.echo(f"  flow       {summary.flow_name} (revision {record.flow_revision}, id {summary.flow_id})")
+    typer.echo(f"  started    {iso(summary.started_at)}   ended {iso(summary.ended_at) or '-'}   {duration}")
+    typer.echo(
+        f"  transport  {record.transport}   client {client.get('name') or '-'} {client.get('version') or ''}"
+    )
+    typer.echo(
+        f"  params     {_compact(record.initial_params)}{'  (cut)' if record.params_truncated else ''}"
+    )
+    if record.error:
+        where = f" at node '{record.error['node_id']}'" if record.error["node_id"] else ""
+        typer.echo(f"  error      {record.error['type']}{where}: {record.error['message']}")
+    typer.echo(f"steps ({summary.steps_done} of {summary.steps_total} done):")
+    for step in record.steps:
+        step_ms = "" if step.ended_at is None else f" {(step.ended_at - step.started_at) / 1000:.1f} ms"
+        typer.echo(f"  [{step.index}] {step.node_id} ({step.node_type}) {step.status}{step_ms}")
+        if step.status == "fulfilled":
+            typer.echo(f"      output {_compact(step.output)}{'  (cut)' if step.output_truncated else ''}")
+        if step.error:
+            typer.echo(f"      error  {step.error}")
+    typer.echo(f"data  {_compact(record.data)}")
+    if summary.status == "fulfilled":
+        typer.echo(f"output {_compact(record.output)}")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+# ---- db -------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the current schema."""
+    engine = db.open_engine(_settings().database_url)
+    db.upgrade(engine)
+    typer.echo(
+        f"database at {engine.url.render_as_string(hide_password=True)} is at revision {db.head_revision()}"
+    )
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+
+_EXPECTED = (
+    CliError,
+    FlowError,
+    FlowNotFound,
+    FlowNameTaken,
+    ExecutionNotFound,
+    db.DatabaseError,
+    RecordingError,
+)
+
+
+def main() -> NoReturn:
+    """Run the CLI; expected failures become one message, anything else one 'internal error' line."""
+    try:
+        app()
+    except _EXPECTED as exc:
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        original = getattr(exc, "orig", None) or exc
+        _fail(f"database error: {' '.join(str(original).split())}")
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except Exception as exc:
+        _fail(f"internal error: {type(exc).__name__}: {exc}")
+    sys.exit(0)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(1)

@@ -1,0 +1,106 @@
+"""Sandboxed Jinja2 templates over an execution's context.
+
+A string that is exactly one ``{{ expr }}`` evaluates to the expression's own value (a number stays a
+number, an object stays an object); any other string containing template syntax renders as text.
+Templates are compiled once per flow, when the flow is prepared, never per execution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+_SYNTAX = ("{{", "{%", "{#")
+
+
+class TemplateRenderError(Exception):
+    """A template failed while rendering: a missing key, an unsafe access, a bad operation."""
+
+
+def is_template(value: str) -> bool:
+    """True when the string holds template syntax and so must be compiled."""
+    return any(mark in value for mark in _SYNTAX)
+
+
+class Template:
+    """One compiled template string. Raises ``jinja2.TemplateSyntaxError`` at construction when bad."""
+
+    __slots__ = ("_expression", "_template", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        match = _WHOLE_EXPRESSION.match(source)
+        if match and not any(mark in match.group("expr") for mark in _SYNTAX):
+            self._expression = _ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+            self._template = None
+        else:
+            self._expression = None
+            self._template = _ENV.from_string(source)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """The expression's native value, or the rendered text."""
+        try:
+            if self._expression is not None:
+                value = self._expression(**context)
+                if isinstance(value, Undefined):
+                    value._fail_with_undefined_error()
+                return to_json_value(value)
+            return self._template.render(**context)
+        except TemplateRenderError:
+            raise
+        except TemplateError as exc:
+            raise TemplateRenderError(f"template {self.source!r}: {exc.message or exc}") from None
+        except Exception as exc:  # a template is user code: any failure of it is the template's error
+            raise TemplateRenderError(f"template {self.source!r}: {type(exc).__name__}: {exc}") from None
+
+
+def to_json_value(value: Any) -> Any:
+    """Turn a template result into plain JSON data; anything else (a function, a class) is refused."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | range):
+        return [to_json_value(item) for item in value]
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    raise TemplateRenderError(f"a template produced a {type(value).__name__}, which is not JSON data")
+
+
+def compile_value(value: Any) -> Any:
+    """Compile every template string inside a JSON value; other values stay as they are."""
+    if isinstance(value, str):
+        return Template(value) if is_template(value) else value
+    if isinstance(value, dict):
+        return {key: compile_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [compile_value(item) for item in value]
+    return value
+
+
+def render_value(compiled: Any, context: Mapping[str, Any]) -> Any:
+    """Render a value made by :func:`compile_value`."""
+    if isinstance(compiled, Template):
+        return compiled.render(context)
+    if isinstance(compiled, dict):
+        return {key: render_value(item, context) for key, item in compiled.items()}
+    if isinstance(compiled, list):
+        return [render_value(item, context) for item in compiled]
+    return compiled
+
+
+def has_templates(compiled: Any) -> bool:
+    """True when rendering would change the value: lets the runner skip rendering static configs."""
+    if isinstance(compiled, Template):
+        return True
+    if isinstance(compiled, dict):
+        return any(has_templates(item) for item in compiled.values())
+    if isinstance(compiled, list):
+        return any(has_templates(item) for item in compiled)
+    return False

@@ -1,0 +1,181 @@
+"""Loading flow definitions from YAML or JSON, with every problem reported at once and located.
+
+A place reads like ``nodes[1].config.url``; a problem of the file's syntax is placed by line and
+column. Loading checks what the engine would refuse later (unknown node types, templates that don't
+compile, configs the node type rejects), so a flow that loads is a flow that runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import TemplateSyntaxError
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+
+from flowdeck.engine import FlowDefinition, node_types
+from flowdeck.engine.templates import Template, is_template
+
+FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+_NAME_RULE = "must be 1 to 64 letters, digits, '_' or '-'"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.message}" if self.place else self.message
+
+
+class FlowError(Exception):
+    """A flow that does not load; ``problems`` lists every one found, each with its place."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {count}:\n{lines}")
+
+
+def parse_flow(data: Any, source: str = "flow") -> FlowDefinition:
+    """Validate already-parsed data as a flow definition, raising :class:`FlowError` with all problems."""
+    problems = list(_model_problems(data)) + list(_semantic_problems(data))
+    unique = list(dict.fromkeys(problems))
+    if unique:
+        raise FlowError(source, unique)
+    return FlowDefinition.model_validate(data)
+
+
+def load_flow_text(text: str, source: str = "flow", *, json_syntax: bool = False) -> FlowDefinition:
+    """Parse YAML (or strict JSON) text and validate it."""
+    try:
+        data = json.loads(text) if json_syntax else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise FlowError(source, [Problem(f"line {exc.lineno}, column {exc.colno}", exc.msg)]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        message = getattr(exc, "problem", None) or str(exc)
+        raise FlowError(source, [Problem(place, f"invalid YAML: {message}")]) from None
+    return parse_flow(data, source)
+
+
+def load_flow_file(path: Path) -> FlowDefinition:
+    """Load one ``.yaml``, ``.yml`` or ``.json`` file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlowError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    return load_flow_text(text, str(path), json_syntax=path.suffix == ".json")
+
+
+def flow_files(paths: Iterable[Path]) -> list[Path]:
+    """The flow files named: each file as given, each folder's flow files in name order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file()))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FlowError(str(path), [Problem("", "no such file or folder")])
+    return found
+
+
+def _place(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _model_problems(data: Any) -> Iterator[Problem]:
+    if not isinstance(data, dict):
+        yield Problem("", f"a flow must be a mapping of fields, not {type(data).__name__}")
+        return
+    try:
+        FlowDefinition.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            message = _NAME_RULE if error["type"] == "string_pattern_mismatch" else error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown field"
+            yield Problem(_place(error["loc"]), message)
+
+
+def _semantic_problems(data: Any) -> Iterator[Problem]:
+    if not isinstance(data, dict):
+        return
+    yield from _schema_problems(data.get("input_schema"))
+    if "output" in data:
+        yield from _template_problems(data["output"], "output", whole=True)
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list):
+        return
+    registry = node_types()
+    seen: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        place = f"nodes[{index}]"
+        if not isinstance(node, dict):
+            continue
+        node_id = node.get("id")
+        if isinstance(node_id, str):
+            if node_id in seen:
+                yield Problem(
+                    f"{place}.id", f"duplicate node id {node_id!r} (first at nodes[{seen[node_id]}])"
+                )
+            seen.setdefault(node_id, index)
+        if "when" in node:
+            yield from _template_problems(node["when"], f"{place}.when", whole=True)
+        config = node.get("config", {})
+        if isinstance(config, dict):
+            yield from _template_problems(config, f"{place}.config")
+        node_type = node.get("type")
+        if isinstance(node_type, str):
+            if node_type not in registry:
+                known = ", ".join(sorted(registry))
+                yield Problem(f"{place}.type", f"unknown node type {node_type!r} (known: {known})")
+            elif isinstance(config, dict):
+                for sub, message in registry[node_type].check_config(config):
+                    yield Problem(f"{place}.config.{sub}" if sub else f"{place}.config", message)
+
+
+def _template_problems(value: Any, place: str, *, whole: bool = False) -> Iterator[Problem]:
+    """Templates that don't compile; with ``whole``, a value that is not a template at all."""
+    if whole and not (isinstance(value, str) and is_template(value)):
+        yield Problem(place, 'must be a template, like "{{ input.x }}"')
+        return
+    if isinstance(value, str):
+        if is_template(value):
+            try:
+                Template(value)
+            except TemplateSyntaxError as exc:
+                yield Problem(place, f"template does not compile: {exc.message} (line {exc.lineno})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _template_problems(item, f"{place}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _template_problems(item, f"{place}[{index}]")
+
+
+def _schema_problems(schema: Any) -> Iterator[Problem]:
+    if schema is None:
+        return
+    if not isinstance(schema, dict):
+        return  # the model check reports the wrong type
+    if schema.get("type") != "object":
+        yield Problem("input_schema.type", "the input schema must describe an object (type: object)")
+    checker = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    for error in checker.iter_errors(schema):
+        yield Problem(
+            _place(["input_schema", *error.absolute_path]), f"not a valid JSON Schema: {error.message}"
+        )

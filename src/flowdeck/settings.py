@@ -1,0 +1,18 @@
+"""Every ``FLOWDECK_*`` setting in one place; flags on the command line override them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWDECK_", extra="ignore")
+
+    database_url: str = "sqlite:///flowdeck.db"
+    execution_timeout_s: float = Field(default=300.0, gt=0)
+    # the most one node output, or one set of parameters, stores; larger values are cut and marked
+    max_value_bytes: int = Field(default=1024 * 1024, ge=1024)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    # a runner whose heartbeat is older than this is dead: its pending executions become interrupted
+    stale_after_s: float = Field(default=60.0, gt=0)

@@ -1,0 +1,353 @@
+"""Execution rows: the statements the tracking writer batches, and the read side (pages, one execution).
+
+Each step stores only its node's output; the data after node k is rebuilt as ``input`` plus the
+outputs of nodes 0..k, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flowdeck.store.tables import executions, steps
+
+STATUSES = ("pending", "fulfilled", "error")
+PREVIEW_CHARS = 80
+
+
+class ExecutionNotFound(LookupError):
+    """No execution with that id."""
+
+
+# ---- values --------------------------------------------------------------------------------------
+
+
+def encode_value(value: Any, max_bytes: int) -> tuple[str, bool]:
+    """JSON text of ``value``, or, when longer than ``max_bytes``, a marker that says what was cut."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unknown)
+    size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
+    if size <= max_bytes:
+        return text, False
+    marker = {"$truncated": {"bytes": size, "max_bytes": max_bytes, "preview": text[:200]}}
+    return json.dumps(marker, ensure_ascii=False, separators=(",", ":")), True
+
+
+def _unknown(value: Any) -> str:
+    return f"<{type(value).__name__}>"
+
+
+def params_preview(params: Any) -> str:
+    """The first argument as ``name: value``, shortened for one line of a list."""
+    if not isinstance(params, dict) or not params:
+        return ""
+    name, value = next(iter(params.items()))
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_unknown)
+    text = " ".join(f"{name}: {shown}".split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+# ---- writes (run by the tracking writer, many rows per transaction) --------------------------------
+
+
+def insert_executions(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    connection.execute(insert(executions), list(rows))
+
+
+def upsert_steps(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert steps, or update the step already there (a node's start and its end may land apart)."""
+    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(steps)
+    statement = statement.on_conflict_do_update(
+        index_elements=[steps.c.execution_id, steps.c.idx],
+        set_={
+            name: statement.excluded[name]
+            for name in ("status", "ended_at", "output", "output_truncated", "error")
+        },
+    )
+    connection.execute(statement, list(rows))
+
+
+_FINISH = (
+    update(executions)
+    .where(executions.c.id == bindparam("execution_id"), executions.c.status == "pending")
+    .values(
+        status=bindparam("status"),
+        ended_at=bindparam("ended_at"),
+        output=bindparam("output"),
+        output_truncated=bindparam("output_truncated"),
+        error_type=bindparam("error_type"),
+        error_message=bindparam("error_message"),
+        error_node_id=bindparam("error_node_id"),
+    )
+)
+
+
+def finish_executions(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Set the final state of pending executions; one already ended (recovered) is left as it is."""
+    connection.execute(_FINISH, list(rows))
+
+
+# ---- reads ----------------------------------------------------------------------------------------
+
+
+def iso(us: int | None) -> str | None:
+    """Stored microseconds as ISO 8601 UTC ending in Z, to the millisecond."""
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _duration_ms(started: int, ended: int | None) -> float | None:
+    return None if ended is None else round((ended - started) / 1000, 3)
+
+
+@dataclass(slots=True)
+class ExecutionSummary:
+    id: str
+    flow_id: str
+    flow_name: str
+    status: str
+    started_at: int
+    ended_at: int | None
+    params_preview: str
+    steps_done: int
+    steps_total: int
+    error_type: str | None
+    error_node_id: str | None
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _duration_ms(self.started_at, self.ended_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow_id": self.flow_id,
+            "flow_name": self.flow_name,
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_ms": self.duration_ms,
+            "params_preview": self.params_preview,
+            "steps_done": self.steps_done,
+            "steps_total": self.steps_total,
+            "error_type": self.error_type,
+            "error_node_id": self.error_node_id,
+        }
+
+
+@dataclass(slots=True)
+class StepRecord:
+    index: int
+    node_id: str
+    node_type: str
+    status: str
+    started_at: int
+    ended_at: int | None
+    output: Any
+    output_truncated: bool
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "node_id": self.node_id,
+            "node_type": self.node_type,
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_ms": _duration_ms(self.started_at, self.ended_at),
+            "output": self.output,
+            "output_truncated": self.output_truncated,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    summary: ExecutionSummary
+    flow_revision: int
+    initial_params: Any
+    input: Any
+    params_truncated: bool
+    output: Any
+    output_truncated: bool
+    error: dict[str, Any] | None
+    client: dict[str, str | None] | None
+    transport: str
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def data_after(self, index: int) -> dict[str, Any]:
+        """``{"input", "nodes"}`` as it stood after node ``index`` (-1: before any node)."""
+        nodes = {
+            step.node_id: step.output
+            for step in self.steps
+            if step.index <= index and step.status == "fulfilled"
+        }
+        return {"input": self.input, "nodes": nodes}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.data_after(len(self.steps) - 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.as_dict(),
+            "flow_revision": self.flow_revision,
+            "initial_params": self.initial_params,
+            "params_truncated": self.params_truncated,
+            "data": self.data,
+            "output": self.output,
+            "output_truncated": self.output_truncated,
+            "error": self.error,
+            "steps": [step.as_dict() for step in self.steps],
+            "client": self.client,
+            "transport": self.transport,
+        }
+
+
+_STEPS_DONE = (
+    select(func.count())
+    .where(steps.c.execution_id == executions.c.id, steps.c.status != "pending")
+    .scalar_subquery()
+    .label("steps_done")
+)
+_SUMMARY_COLUMNS = (
+    executions.c.id,
+    executions.c.flow_id,
+    executions.c.flow_name,
+    executions.c.status,
+    executions.c.started_at,
+    executions.c.ended_at,
+    executions.c.params_preview,
+    _STEPS_DONE,
+    executions.c.steps_total,
+    executions.c.error_type,
+    executions.c.error_node_id,
+)
+
+
+def _summary(row: Any) -> ExecutionSummary:
+    return ExecutionSummary(*row[: len(_SUMMARY_COLUMNS)])
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[ExecutionSummary]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "items": [item.as_dict() for item in self.items],
+            "page": self.page,
+            "per_page": self.per_page,
+            "total": self.total,
+            "pages": self.pages,
+        }
+
+
+def list_executions(
+    engine: Engine,
+    *,
+    flow_id: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+) -> Page:
+    """Page ``page`` of executions, newest first, of one flow or of all, optionally of one status."""
+    conditions = []
+    if flow_id is not None:
+        conditions.append(executions.c.flow_id == flow_id)
+    if status is not None:
+        conditions.append(executions.c.status == status)
+    query = (
+        select(*_SUMMARY_COLUMNS)
+        .where(*conditions)
+        .order_by(executions.c.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    with engine.connect() as connection:
+        total = connection.execute(
+            select(func.count()).select_from(executions).where(*conditions)
+        ).scalar_one()
+        items = [_summary(row) for row in connection.execute(query)]
+    return Page(items, page, per_page, total)
+
+
+def get_execution(engine: Engine, execution_id: str) -> ExecutionRecord:
+    """One execution with its steps in order."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(
+                *_SUMMARY_COLUMNS,
+                executions.c.flow_revision,
+                executions.c.initial_params,
+                executions.c.input,
+                executions.c.params_truncated,
+                executions.c.output,
+                executions.c.output_truncated,
+                executions.c.error_message,
+                executions.c.client_name,
+                executions.c.client_version,
+                executions.c.transport,
+            ).where(executions.c.id == execution_id)
+        ).first()
+        if row is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        step_rows = connection.execute(
+            select(steps).where(steps.c.execution_id == execution_id).order_by(steps.c.idx)
+        ).all()
+    summary = _summary(row)
+    step_records = [
+        StepRecord(
+            index=s.idx,
+            node_id=s.node_id,
+            node_type=s.node_type,
+            status=s.status,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            output=json.loads(s.output) if s.output is not None else None,
+            output_truncated=bool(s.output_truncated),
+            error=s.error,
+        )
+        for s in step_rows
+    ]
+    initial_params = json.loads(row.initial_params)
+    if row.output is not None:
+        output = json.loads(row.output)
+    else:
+        fulfilled = [step for step in step_records if step.status == "fulfilled"]
+        output = fulfilled[-1].output if fulfilled and summary.status == "fulfilled" else None
+    error = None
+    if summary.error_type is not None:
+        error = {"type": summary.error_type, "message": row.error_message, "node_id": summary.error_node_id}
+    client = None
+    if row.client_name is not None or row.client_version is not None:
+        client = {"name": row.client_name, "version": row.client_version}
+    return ExecutionRecord(
+        summary=summary,
+        flow_revision=row.flow_revision,
+        initial_params=initial_params,
+        input=json.loads(row.input) if row.input is not None else initial_params,
+        params_truncated=bool(row.params_truncated),
+        output=output,
+        output_truncated=bool(row.output_truncated),
+        error=error,
+        client=client,
+        transport=row.transport,
+        steps=step_records,
+    )

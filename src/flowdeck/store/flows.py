@@ -1,0 +1,184 @@
+"""Flow rows: create, update (the revision grows), soft delete, and look-ups.
+
+A deleted flow keeps its row (``deleted_at`` set): its executions still name it, and its name is free
+for a new live flow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flowdeck.ids import new_id
+from flowdeck.store.db import now_us
+from flowdeck.store.tables import executions, flows
+
+
+class FlowNotFound(LookupError):
+    """No flow with that id or name."""
+
+
+class FlowNameTaken(ValueError):
+    """Another live flow already has that name."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    id: str
+    name: str
+    title: str | None
+    description: str
+    definition: dict[str, Any]
+    revision: int
+    created_at: int
+    updated_at: int
+    deleted_at: int | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+def _record(row: Any) -> FlowRecord:
+    return FlowRecord(
+        id=row.id,
+        name=row.name,
+        title=row.title,
+        description=row.description,
+        definition=json.loads(row.definition),
+        revision=row.revision,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _dump(definition: dict[str, Any]) -> str:
+    return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def create_flow(engine: Engine, definition: dict[str, Any]) -> FlowRecord:
+    """Insert a live flow from a validated definition (as a dict)."""
+    now = now_us()
+    values = {
+        "id": new_id(),
+        "name": definition["name"],
+        "title": definition.get("title"),
+        "description": definition.get("description") or "",
+        "definition": _dump(definition),
+        "revision": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(flows).values(**values))
+    except IntegrityError:
+        raise FlowNameTaken(f"a flow named {definition['name']!r} already exists") from None
+    return get_flow(engine, values["id"])
+
+
+def update_flow(engine: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRecord:
+    """Replace a live flow's definition; the revision grows by one. Renaming is allowed."""
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(
+                update(flows)
+                .where(flows.c.id == flow_id, flows.c.deleted_at.is_(None))
+                .values(
+                    name=definition["name"],
+                    title=definition.get("title"),
+                    description=definition.get("description") or "",
+                    definition=_dump(definition),
+                    revision=flows.c.revision + 1,
+                    updated_at=now_us(),
+                )
+            )
+            if result.rowcount == 0:
+                raise FlowNotFound(f"no live flow with id {flow_id!r}")
+    except IntegrityError:
+        raise FlowNameTaken(f"a flow named {definition['name']!r} already exists") from None
+    return get_flow(engine, flow_id)
+
+
+def import_flow(
+    engine: Engine, definition: dict[str, Any]
+) -> tuple[FlowRecord, Literal["created", "updated", "unchanged"]]:
+    """Create the flow, or update the live flow of that name when its definition changed."""
+    existing = find_live_flow(engine, definition["name"])
+    if existing is None:
+        return create_flow(engine, definition), "created"
+    if _dump(existing.definition) == _dump(definition):
+        return existing, "unchanged"
+    return update_flow(engine, existing.id, definition), "updated"
+
+
+def delete_flow(engine: Engine, flow_id: str) -> FlowRecord:
+    """Mark a live flow deleted; its row and its executions stay."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(flows)
+            .where(flows.c.id == flow_id, flows.c.deleted_at.is_(None))
+            .values(deleted_at=now_us(), updated_at=now_us())
+        )
+    if result.rowcount == 0:
+        raise FlowNotFound(f"no live flow with id {flow_id!r}")
+    return get_flow(engine, flow_id)
+
+
+def get_flow(engine: Engine, flow_id: str) -> FlowRecord:
+    """A flow by id, deleted or not."""
+    with engine.connect() as connection:
+        row = connection.execute(select(flows).where(flows.c.id == flow_id)).first()
+    if row is None:
+        raise FlowNotFound(f"no flow with id {flow_id!r}")
+    return _record(row)
+
+
+def find_live_flow(engine: Engine, name: str) -> FlowRecord | None:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(flows).where(flows.c.name == name, flows.c.deleted_at.is_(None))
+        ).first()
+    return _record(row) if row is not None else None
+
+
+def resolve_flow(engine: Engine, name_or_id: str) -> FlowRecord:
+    """The live flow of that name, else the flow (even deleted) of that id: what CLI users type."""
+    found = find_live_flow(engine, name_or_id)
+    if found is not None:
+        return found
+    try:
+        return get_flow(engine, name_or_id)
+    except FlowNotFound:
+        pass
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(flows).where(flows.c.name == name_or_id).order_by(flows.c.deleted_at.desc()).limit(1)
+        ).first()
+    if row is None:
+        raise FlowNotFound(f"no flow named {name_or_id!r}")
+    return _record(row)
+
+
+def list_flows(engine: Engine, *, include_deleted: bool = False) -> list[FlowRecord]:
+    """Live flows by name; with ``include_deleted``, deleted flows that still have executions follow."""
+    query = select(flows).order_by(flows.c.deleted_at.is_not(None), flows.c.name, flows.c.deleted_at)
+    if include_deleted:
+        has_executions = select(executions.c.id).where(executions.c.flow_id == flows.c.id).exists()
+        query = query.where(flows.c.deleted_at.is_(None) | has_executions)
+    else:
+        query = query.where(flows.c.deleted_at.is_(None))
+    with engine.connect() as connection:
+        return [_record(row) for row in connection.execute(query)]
+
+
+def count_executions(engine: Engine, flow_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).select_from(executions).where(executions.c.flow_id == flow_id)
+        ).scalar_one()

@@ -1,0 +1,137 @@
+"""Runner rows: every process that runs flows registers, heartbeats, and is recovered when it dies.
+
+A runner is dead when it stopped without finishing its executions, when its heartbeat is older than
+the stale limit, or, on the same host, when its process no longer exists. Its pending executions then
+become ``error`` / ``interrupted``, exactly once even when several live runners race to mark them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache
+
+from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
+
+from flowdeck.ids import new_id
+from flowdeck.store.db import now_us
+from flowdeck.store.tables import executions, runners, steps
+
+INTERRUPTED_MESSAGE = "the process running this execution stopped before it ended"
+
+
+@cache
+def host_identity() -> str:
+    """This host's name and boot, so that a process id is only ever compared on the machine it names."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        boot = "unknown-boot"
+    return f"{socket.gethostname()}/{boot}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def register_runner(engine: Engine, kind: str) -> str:
+    now = now_us()
+    runner_id = new_id()
+    with engine.begin() as connection:
+        connection.execute(
+            insert(runners).values(
+                id=runner_id,
+                kind=kind,
+                hostname=host_identity(),
+                pid=os.getpid(),
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+    return runner_id
+
+
+def heartbeat(engine: Engine, runner_id: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=now_us()))
+
+
+def unregister_runner(engine: Engine, runner_id: str) -> None:
+    """A clean stop: the runner's row goes; recovery then treats what it left pending as interrupted."""
+    with engine.begin() as connection:
+        connection.execute(delete(runners).where(runners.c.id == runner_id))
+
+
+def dead_runners(engine: Engine, *, stale_after_s: float, exclude: str | None = None) -> list[str]:
+    """Ids of runners that are gone, and of runners named by pending executions but not registered."""
+    limit = now_us() - int(stale_after_s * 1_000_000)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(runners.c.id, runners.c.hostname, runners.c.pid, runners.c.heartbeat_at)
+        ).all()
+        orphaned = (
+            connection.execute(
+                select(executions.c.runner_id)
+                .where(executions.c.status == "pending", executions.c.runner_id.not_in(select(runners.c.id)))
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+    here = host_identity()
+    dead = [
+        row.id
+        for row in rows
+        if row.id != exclude
+        and (row.heartbeat_at < limit or (row.hostname == here and not _process_alive(row.pid)))
+    ]
+    return dead + [runner for runner in orphaned if runner != exclude]
+
+
+def recover(engine: Engine, *, stale_after_s: float = 60.0, exclude: str | None = None) -> int:
+    """Mark the pending executions of dead runners ``error`` / ``interrupted``; return how many."""
+    dead = dead_runners(engine, stale_after_s=stale_after_s, exclude=exclude)
+    if not dead:
+        return 0
+    now = now_us()
+    running_node = (
+        select(steps.c.node_id)
+        .where(steps.c.execution_id == executions.c.id, steps.c.status == "pending")
+        .order_by(steps.c.idx.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pending_of_dead = and_(
+        executions.c.status == "pending", executions.c.runner_id.in_(bindparam("dead", expanding=True))
+    )
+    with engine.begin() as connection:
+        ids = (
+            connection.execute(select(executions.c.id).where(pending_of_dead), {"dead": dead}).scalars().all()
+        )
+        marked = 0
+        if ids:
+            marked = connection.execute(
+                update(executions)
+                .where(executions.c.id.in_(ids), executions.c.status == "pending")
+                .values(
+                    status="error",
+                    ended_at=now,
+                    error_type="interrupted",
+                    error_message=INTERRUPTED_MESSAGE,
+                    error_node_id=running_node,
+                )
+            ).rowcount
+            connection.execute(
+                update(steps)
+                .where(steps.c.execution_id.in_(ids), steps.c.status == "pending")
+                .values(status="error", ended_at=now, error="interrupted: " + INTERRUPTED_MESSAGE)
+            )
+        connection.execute(delete(runners).where(runners.c.id.in_(dead)))
+    return marked

@@ -1,0 +1,118 @@
+"""The schema, as SQLAlchemy Core tables. Every change here comes with an Alembic migration.
+
+Times are integers: microseconds since the Unix epoch, UTC. They are compact, sort and subtract
+cheaply, and read the same on SQLite and PostgreSQL; the API turns them into ISO 8601.
+JSON values are stored as text, serialized once by the writer, so that their size can be capped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(36)  # a UUIDv7 in its canonical text form
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("title", Text),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("definition", Text, nullable=False),  # the FlowDefinition as JSON
+    Column("revision", Integer, nullable=False, server_default="1"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    # one live flow per name; deleted flows keep their name for their executions
+    Index(
+        "uq_flows_live_name",
+        "name",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("flow_id", ID, nullable=False),
+    Column("flow_name", String(64), nullable=False),
+    Column("flow_revision", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+    Column("params_preview", Text, nullable=False),  # the first argument as "name: value", shortened
+    Column("initial_params", Text, nullable=False),
+    Column("input", Text),  # the arguments with schema defaults; NULL when equal to initial_params
+    Column("params_truncated", Boolean, nullable=False, server_default=text("false")),
+    Column("output", Text),  # NULL: the output is the last fulfilled step's output
+    Column("output_truncated", Boolean, nullable=False, server_default=text("false")),
+    Column("error_type", String(32)),
+    Column("error_message", Text),
+    Column("error_node_id", String(64)),
+    Column("steps_total", Integer, nullable=False),
+    Column("client_name", Text),
+    Column("client_version", Text),
+    Column("transport", String(16), nullable=False),
+    Column("runner_id", ID, nullable=False),
+    # page N of one flow, newest first (ids sort by time), with and without a status filter
+    Index("ix_executions_flow_id_id", "flow_id", "id"),
+    Index("ix_executions_flow_id_status_id", "flow_id", "status", "id"),
+    Index("ix_executions_status_id", "status", "id"),
+    # recovery looks only at pending executions: this index holds nothing else
+    Index(
+        "ix_executions_pending_runner",
+        "runner_id",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+steps = Table(
+    "execution_steps",
+    metadata,
+    Column("execution_id", ID, primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("node_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+    Column("output", Text),
+    Column("output_truncated", Boolean, nullable=False, server_default=text("false")),
+    Column("error", Text),
+    sqlite_with_rowid=False,
+)
+
+runners = Table(
+    "runners",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),  # serve, mcp, cli
+    Column("hostname", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("stopped_at", BigInteger),
+)

@@ -1,0 +1,146 @@
+"""The engine's observer that records an execution, keeping the guarantees users rely on:
+
+1. the ``pending`` row is committed before the first node runs; if it can't be, the call fails;
+2. each node's step is written as it starts and as it ends (off the hot path, batched);
+3. the final state is committed before the result goes back to the caller, even when the call is
+   being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from flowdeck.engine import Run, Step
+from flowdeck.store.executions import encode_value, params_preview
+from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
+
+# How long a cancelled call may block to see its final state committed.
+FINAL_COMMIT_WAIT_S = 10.0
+
+
+class RecordingError(Exception):
+    """The execution could not be recorded; when raised at the start, no node has run."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who called: recorded with the execution."""
+
+    transport: str  # http, stdio, cli
+    client_name: str | None = None
+    client_version: str | None = None
+
+
+def _us(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1_000_000)
+
+
+class Recorder:
+    """Records one execution; made per call by the :class:`~flowdeck.tracking.Tracker`."""
+
+    __slots__ = ("_call", "_max_bytes", "_runner_id", "_writer")
+
+    def __init__(self, writer: Writer, runner_id: str, call: CallInfo, max_value_bytes: int) -> None:
+        self._writer = writer
+        self._runner_id = runner_id
+        self._call = call
+        self._max_bytes = max_value_bytes
+
+    async def execution_started(self, run: Run) -> None:
+        params, params_cut = encode_value(run.initial_params, self._max_bytes)
+        arguments = None
+        if run.input is not None and run.input != run.initial_params:
+            arguments, input_cut = encode_value(run.input, self._max_bytes)
+            params_cut = params_cut or input_cut
+        row = {
+            "id": run.execution_id,
+            "flow_id": run.flow.flow_id,
+            "flow_name": run.flow.name,
+            "flow_revision": run.flow.revision,
+            "status": "pending",
+            "started_at": _us(run.started_at),
+            "params_preview": params_preview(run.initial_params),
+            "initial_params": params,
+            "input": arguments,
+            "params_truncated": params_cut,
+            "steps_total": len(run.flow.nodes),
+            "client_name": self._call.client_name,
+            "client_version": self._call.client_version,
+            "transport": self._call.transport,
+            "runner_id": self._runner_id,
+        }
+        try:
+            await _committed(self._writer.commit(EXECUTION, row))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise RecordingError(
+                f"cannot record the execution, so the flow was not run: {_reason(exc)}"
+            ) from exc
+
+    def step_started(self, run: Run, step: Step) -> None:
+        self._writer.write(STEP, self._step_row(run, step))
+
+    def step_finished(self, run: Run, step: Step) -> None:
+        self._writer.write(STEP, self._step_row(run, step))
+
+    def _step_row(self, run: Run, step: Step) -> dict[str, Any]:
+        output, cut = (
+            (None, False) if step.status != "fulfilled" else encode_value(step.output, self._max_bytes)
+        )
+        return {
+            "execution_id": run.execution_id,
+            "idx": step.index,
+            "node_id": step.node_id,
+            "node_type": step.node_type,
+            "status": step.status,
+            "started_at": _us(step.started_at),
+            "ended_at": _us(step.ended_at),
+            "output": output,
+            "output_truncated": cut,
+            "error": step.error,
+        }
+
+    async def execution_finished(self, run: Run) -> None:
+        output, cut = None, False
+        if run.flow.output is not None and run.status == "fulfilled":
+            output, cut = encode_value(run.output, self._max_bytes)
+        error = run.error
+        row = {
+            "execution_id": run.execution_id,
+            "status": run.status,
+            "ended_at": _us(run.ended_at),
+            "output": output,
+            "output_truncated": cut,
+            "error_type": error.type if error else None,
+            "error_message": error.message if error else None,
+            "error_node_id": error.node_id if error else None,
+        }
+        try:
+            await _committed(self._writer.commit(FINISH, row))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise RecordingError(
+                f"the execution ran but its end could not be recorded: {_reason(exc)}"
+            ) from exc
+
+
+async def _committed(future: Future[None]) -> None:
+    """Wait for a commit. If the waiting task is cancelled, the write still happens: block until it is
+    committed (bounded), so that a cancelled call's record is final before the cancellation goes on."""
+    try:
+        await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            future.result(timeout=FINAL_COMMIT_WAIT_S)
+        raise
+
+
+def _reason(exc: Exception) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return " ".join(str(original).split()) or type(original).__name__

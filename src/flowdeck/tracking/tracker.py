@@ -1,0 +1,95 @@
+"""The tracker: one per process that runs flows. It registers the process as a runner, recovers what
+dead runners left pending, keeps a heartbeat, owns the writer thread, and runs flows with a recorder."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+
+from flowdeck.engine import FlowDefinition, Observer, PreparedFlow, Run, run_flow
+from flowdeck.ids import new_id
+from flowdeck.settings import Settings
+from flowdeck.store.flows import FlowRecord
+from flowdeck.store.runners import heartbeat, recover, register_runner, unregister_runner
+from flowdeck.tracking.recorder import CallInfo, Recorder
+from flowdeck.tracking.writer import Writer
+
+log = logging.getLogger("flowdeck.tracking")
+
+
+class Tracker:
+    def __init__(self, engine: Engine, settings: Settings, *, kind: str) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.kind = kind
+        self.runner_id: str | None = None
+        self._writer: Writer | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._prepared: dict[tuple[str, int], PreparedFlow] = {}
+        self.recovered = 0
+
+    def start(self) -> Tracker:
+        """Register this process, recover dead runners' executions, start writing and heartbeating."""
+        self.runner_id = register_runner(self.engine, self.kind)
+        self.recovered = recover(
+            self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
+        )
+        self._writer = Writer(self.engine)
+        self._heartbeat = threading.Thread(target=self._beat, name="flowdeck-heartbeat", daemon=True)
+        self._heartbeat.start()
+        return self
+
+    def close(self) -> None:
+        """Write what is queued, stop heartbeating, and unregister."""
+        if self._writer is not None:
+            self._writer.close()
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        if self.runner_id is not None:
+            unregister_runner(self.engine, self.runner_id)
+            self.runner_id = None
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def prepare(self, flow: FlowRecord) -> PreparedFlow:
+        """The flow ready to run, compiled once per revision."""
+        key = (flow.id, flow.revision)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            definition = FlowDefinition.model_validate(flow.definition)
+            prepared = self._prepared[key] = PreparedFlow(definition, flow_id=flow.id, revision=flow.revision)
+        return prepared
+
+    def recorder(self, call: CallInfo) -> Observer:
+        if self._writer is None or self.runner_id is None:
+            raise RuntimeError("the tracker is not started")
+        return Recorder(self._writer, self.runner_id, call, self.settings.max_value_bytes)
+
+    async def run(self, flow: PreparedFlow, params: Any, call: CallInfo) -> Run:
+        """Run a flow, recorded; raises :class:`RecordingError` when it can't be recorded."""
+        return await run_flow(
+            flow,
+            params,
+            self.recorder(call),
+            execution_id=new_id(),
+            default_timeout_s=self.settings.execution_timeout_s,
+        )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_s):
+            try:
+                heartbeat(self.engine, self.runner_id)  # type: ignore[arg-type]
+                self.recovered += recover(
+                    self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
+                )
+            except Exception as exc:  # the database may be away for a while: try again next beat
+                log.warning("heartbeat failed: %s", exc)

@@ -1,0 +1,70 @@
+"""Fixtures: a database of each kind (SQLite in a temporary folder, a real throwaway PostgreSQL),
+migrated, and helpers to load flows into it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from flowdeck.flows import load_flow_text
+from flowdeck.settings import Settings
+from flowdeck.store import db
+from flowdeck.store.flows import FlowRecord, import_flow
+from tests.support.postgres import Cluster
+
+_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    cluster = Cluster().start()
+    try:
+        template = cluster.create_database("flowdeck_template")
+        engine = db.open_engine(template)
+        db.upgrade(engine)
+        engine.dispose()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'flowdeck.db'}"
+        engine = db.open_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        return url
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t{os.getpid()}_{next(_numbers)}", template="flowdeck_template")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = db.open_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def add_flow(engine: Engine):  # type: ignore[no-untyped-def]
+    """Store a flow written as YAML text; returns its record."""
+
+    def add(text: str) -> FlowRecord:
+        definition = load_flow_text(text)
+        record, _ = import_flow(engine, definition.model_dump(mode="json", exclude_none=True))
+        return record
+
+    return add

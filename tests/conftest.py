@@ -7,10 +7,12 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from flowdeck.engine import NodeContext, NodeType, node_types
 from flowdeck.flows import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store import db
@@ -68,3 +70,25 @@ def add_flow(engine: Engine):  # type: ignore[no-untyped-def]
         return record
 
     return add
+
+
+class Probe(NodeType):
+    """A node that notes each time it runs: proves whether any node ran."""
+
+    name = "probe"
+    Config = node_types()["transform"].Config
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def run(self, config: Any, context: NodeContext) -> Any:
+        self.calls.append(context.execution_id)
+        return config.value
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
+    """A ``probe`` node type, registered for one test."""
+    node = Probe()
+    monkeypatch.setitem(node_types(), "probe", node)
+    return node

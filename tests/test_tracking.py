@@ -34,9 +34,9 @@ nodes:
 
 @pytest.fixture
 async def tracker(engine: Engine, settings: Settings):  # type: ignore[no-untyped-def]
-    tracker = Tracker(engine, settings, kind="test").start()
+    tracker = await Tracker(engine, settings, kind="test").start()
     yield tracker
-    tracker.close()
+    await tracker.close()
 
 
 async def test_a_fulfilled_execution_records_params_steps_and_data(
@@ -152,7 +152,7 @@ nodes:
   - {id: quick, type: transform, config: {value: 1}}
   - {id: sleepy, type: delay, config: {seconds: 30}}
 """)
-    with Tracker(engine, settings, kind="test") as tracker:
+    async with Tracker(engine, settings, kind="test") as tracker:
         run = await asyncio.wait_for(tracker.run(tracker.prepare(flow), {}, CLI), 10)
     record = get_execution(engine, run.execution_id)
     assert record.error == {"type": "timeout", "message": "timed out after 0.3 s", "node_id": "sleepy"}
@@ -164,7 +164,9 @@ async def test_the_default_timeout_comes_from_the_settings(
     engine: Engine, settings: Settings, add_flow
 ) -> None:
     flow = add_flow("name: s\nnodes:\n  - {id: z, type: delay, config: {seconds: 30}}\n")
-    with Tracker(engine, settings.model_copy(update={"execution_timeout_s": 0.2}), kind="test") as tracker:
+    async with Tracker(
+        engine, settings.model_copy(update={"execution_timeout_s": 0.2}), kind="test"
+    ) as tracker:
         run = await tracker.run(tracker.prepare(flow), {}, CLI)
     assert (run.error.type, run.error.node_id) == ("timeout", "z")
 
@@ -278,7 +280,7 @@ nodes:
   - {id: small, type: transform, config: {value: "{{ nodes.blow_up | length }}"}}
 """)
     small_cap = settings.model_copy(update={"max_value_bytes": 2048})
-    with Tracker(engine, small_cap, kind="test") as tracker:
+    async with Tracker(engine, small_cap, kind="test") as tracker:
         run = await tracker.run(tracker.prepare(flow), {"text": "é" * 1000}, CLI)
     assert run.output == 3000  # the run itself used the whole value
     record = get_execution(engine, run.execution_id)
@@ -288,7 +290,7 @@ nodes:
     assert first.output["$truncated"]["bytes"] == 6002 and first.output["$truncated"]["max_bytes"] == 2048
     assert second.output_truncated is False and second.output == 3000
 
-    with Tracker(engine, small_cap, kind="test") as tracker:
+    async with Tracker(engine, small_cap, kind="test") as tracker:
         run = await tracker.run(tracker.prepare(flow), {"text": "x" * 5000}, CLI)
     record = get_execution(engine, run.execution_id)
     assert record.params_truncated is True
@@ -301,7 +303,7 @@ async def test_the_result_waits_for_the_final_commit_on_a_fresh_connection(
     """Read the record through a brand-new engine right after the call returns."""
     engine = db.open_engine(database_url)
     flow = add_flow(THREE_STEPS)
-    with Tracker(engine, Settings(database_url=database_url), kind="test") as tracker:
+    async with Tracker(engine, Settings(database_url=database_url), kind="test") as tracker:
         for i in range(20):
             run = await tracker.run(tracker.prepare(flow), {"who": str(i)}, CLI)
             other = db.open_engine(database_url)

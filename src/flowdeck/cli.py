@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from flowdeck.engine import Run
 from flowdeck.flows import FlowError, flow_files, load_flow_file
 from flowdeck.settings import Settings
 from flowdeck.store import db
@@ -20,6 +21,7 @@ from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution
 from flowdeck.store.flows import (
     FlowNameTaken,
     FlowNotFound,
+    FlowRecord,
     count_executions,
     delete_flow,
     import_flow,
@@ -139,8 +141,7 @@ def flows_run(
     record = resolve_flow(engine, name)
     if record.deleted:
         raise CliError(f"flow {name!r} is deleted")
-    with Tracker(engine, _settings(), kind="cli") as tracker:
-        run = asyncio.run(tracker.run(tracker.prepare(record), params, CallInfo("cli")))
+    run = asyncio.run(_run_tracked(engine, record, params))
     error = None
     if run.error is not None:
         error = {"type": run.error.type, "message": run.error.message, "node_id": run.error.node_id}
@@ -161,6 +162,11 @@ def flows_run(
         typer.echo(f"execution {run.execution_id} error in {_ms(run.ended_at - run.started_at)}")
     if error is not None:
         raise typer.Exit(1)
+
+
+async def _run_tracked(engine: Engine, record: FlowRecord, params: Any) -> Run:
+    async with Tracker(engine, _settings(), kind="cli") as tracker:
+        return await tracker.run(tracker.prepare(record), params, CallInfo("cli"))
 
 
 def _ms(seconds: float | None) -> str:

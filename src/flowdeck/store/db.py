@@ -42,7 +42,7 @@ def is_sqlite(engine: Engine) -> bool:
 def open_engine(url: str) -> Engine:
     """An engine for ``url``. SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives the
     process being killed (it is in the WAL file), which is what the execution guarantees rely on."""
-    engine = create_engine(normalize_url(url), pool_pre_ping=False)
+    engine = create_engine(normalize_url(url), pool_pre_ping=True)
     if is_sqlite(engine):
         database = engine.url.database
         if database and database != ":memory:":

@@ -6,15 +6,15 @@ outputs of nodes 0..k, so nothing is stored twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.dialects import sqlite
 
 from flowdeck.store.tables import executions, steps
 
@@ -55,43 +55,134 @@ def params_preview(params: Any) -> str:
 
 # ---- writes (run by the tracking writer, many rows per transaction) --------------------------------
 
-
-def insert_executions(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    connection.execute(insert(executions), list(rows))
-
-
-def upsert_steps(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert steps, or update the step already there (a node's start and its end may land apart)."""
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-    statement = dialect.insert(steps)
-    statement = statement.on_conflict_do_update(
-        index_elements=[steps.c.execution_id, steps.c.idx],
-        set_={
-            name: statement.excluded[name]
-            for name in ("status", "ended_at", "output", "output_truncated", "error")
-        },
-    )
-    connection.execute(statement, list(rows))
-
-
-_FINISH = (
-    update(executions)
-    .where(executions.c.id == bindparam("execution_id"), executions.c.status == "pending")
-    .values(
-        status=bindparam("status"),
-        ended_at=bindparam("ended_at"),
-        output=bindparam("output"),
-        output_truncated=bindparam("output_truncated"),
-        error_type=bindparam("error_type"),
-        error_message=bindparam("error_message"),
-        error_node_id=bindparam("error_node_id"),
-    )
+EXECUTION_COLUMNS = (
+    "id", "flow_id", "flow_name", "flow_revision", "status", "started_at", "params_preview", "initial_params",
+    "input", "params_truncated", "steps_total", "client_name", "client_version", "transport", "runner_id",
+)  # fmt: skip
+STEP_COLUMNS = (
+    "execution_id", "idx", "node_id", "node_type", "status", "started_at", "ended_at", "output",
+    "output_truncated", "error",
+)  # fmt: skip
+_STEP_UPDATES = ("status", "ended_at", "output", "output_truncated", "error")
+FINISH_COLUMNS = (
+    "status",
+    "ended_at",
+    "output",
+    "output_truncated",
+    "error_type",
+    "error_message",
+    "error_node_id",
 )
 
 
-def finish_executions(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Set the final state of pending executions; one already ended (recovered) is left as it is."""
-    connection.execute(_FINISH, list(rows))
+class SqliteWrites:
+    """The tracking writes on a sqlite3 connection: statements compiled once by SQLAlchemy and run on
+    the DBAPI cursor, since on this path SQLAlchemy's per-call work costs more than SQLite's own."""
+
+    def __init__(self) -> None:
+        dialect = sqlite.dialect(paramstyle="named")  # sqlite3 takes dicts with :name
+        upsert = sqlite.insert(steps)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[steps.c.execution_id, steps.c.idx],
+            set_={name: upsert.excluded[name] for name in _STEP_UPDATES},
+        )
+        finish = (
+            update(executions)
+            .where(
+                executions.c.id == bindparam("execution_id"),
+                executions.c.status == literal_column("'pending'"),
+            )
+            .values(**{name: bindparam(name) for name in FINISH_COLUMNS})
+        )
+        self._insert = str(insert(executions).compile(dialect=dialect, column_keys=list(EXECUTION_COLUMNS)))
+        self._upsert = str(upsert.compile(dialect=dialect, column_keys=list(STEP_COLUMNS)))
+        self._finish = str(finish.compile(dialect=dialect))
+
+    def write(self, connection: Any, batch: Batch) -> None:
+        """One transaction: new executions, then steps, then final states; committed."""
+        cursor = connection.cursor()
+        try:
+            if batch.executions:
+                cursor.executemany(self._insert, batch.executions)
+            if batch.steps:
+                cursor.executemany(self._upsert, batch.steps)
+            if batch.finishes:
+                cursor.executemany(self._finish, batch.finishes)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+
+
+@functools.lru_cache(maxsize=256)
+def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int) -> str:
+    """One statement for a whole batch: on a network, each round trip costs more than the rows, so the
+    inserts, the step upserts and the final updates go as data-modifying CTEs of a single statement
+    (one round trip, one commit in autocommit mode)."""
+
+    def rows(count: int, template: str) -> str:
+        return ", ".join([template] * count)
+
+    parts = []
+    if n_executions:
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in EXECUTION_COLUMNS) + ")"
+        parts.append(
+            f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) VALUES {rows(n_executions, template)}"
+        )
+    if n_steps:
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in STEP_COLUMNS) + ")"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _STEP_UPDATES)
+        parts.append(
+            f"INSERT INTO execution_steps ({', '.join(STEP_COLUMNS)}) VALUES {rows(n_steps, template)} "
+            f"ON CONFLICT (execution_id, idx) DO UPDATE SET {updates}"
+        )
+    if n_finishes:
+        columns = ("execution_id", *FINISH_COLUMNS)
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '::text')}" for c in columns) + ")"
+        assignments = ", ".join(f"{c} = v.{c}" for c in FINISH_COLUMNS)
+        parts.append(
+            f"UPDATE executions SET {assignments} FROM (VALUES {rows(n_finishes, template)}) "
+            f"AS v({', '.join(columns)}) "
+            "WHERE executions.id = v.execution_id AND executions.status = 'pending'"
+        )
+    *ctes, main = parts
+    if not ctes:
+        return main
+    return "WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes)) + " " + main
+
+
+_PG_CASTS = {
+    "flow_revision": "::integer",
+    "steps_total": "::integer",
+    "idx": "::integer",
+    "started_at": "::bigint",
+    "ended_at": "::bigint",
+    "params_truncated": "::boolean",
+    "output_truncated": "::boolean",
+}
+
+
+def postgres_batch_params(batch: Batch) -> list[Any]:
+    params: list[Any] = []
+    for row in batch.executions:
+        params.extend(row[c] for c in EXECUTION_COLUMNS)
+    for row in batch.steps:
+        params.extend(row[c] for c in STEP_COLUMNS)
+    for row in batch.finishes:
+        params.append(row["execution_id"])
+        params.extend(row[c] for c in FINISH_COLUMNS)
+    return params
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows for one transaction: new executions, step states (one per step), final states."""
+
+    executions: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    finishes: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---- reads ----------------------------------------------------------------------------------------

@@ -2,24 +2,19 @@
 
 1. the ``pending`` row is committed before the first node runs; if it can't be, the call fails;
 2. each node's step is written as it starts and as it ends (off the hot path, batched);
-3. the final state is committed before the result goes back to the caller, even when the call is
-   being cancelled.
+3. the final state is committed before the result goes back to the caller; a cancelled call's
+   final state is written even though the cancellation does not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.engine import Run, Step
 from flowdeck.store.executions import encode_value, params_preview
 from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
-
-# How long a cancelled call may block to see its final state committed.
-FINAL_COMMIT_WAIT_S = 10.0
 
 
 class RecordingError(Exception):
@@ -74,7 +69,7 @@ class Recorder:
             "runner_id": self._runner_id,
         }
         try:
-            await _committed(self._writer.commit(EXECUTION, row))
+            await self._writer.commit(EXECUTION, row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -121,24 +116,13 @@ class Recorder:
             "error_node_id": error.node_id if error else None,
         }
         try:
-            await _committed(self._writer.commit(FINISH, row))
+            await self._writer.commit(FINISH, row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise RecordingError(
                 f"the execution ran but its end could not be recorded: {_reason(exc)}"
             ) from exc
-
-
-async def _committed(future: Future[None]) -> None:
-    """Wait for a commit. If the waiting task is cancelled, the write still happens: block until it is
-    committed (bounded), so that a cancelled call's record is final before the cancellation goes on."""
-    try:
-        await asyncio.shield(asyncio.wrap_future(future))
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            future.result(timeout=FINAL_COMMIT_WAIT_S)
-        raise
 
 
 def _reason(exc: Exception) -> str:

@@ -32,21 +32,23 @@ class Tracker:
         self._prepared: dict[tuple[str, int], PreparedFlow] = {}
         self.recovered = 0
 
-    def start(self) -> Tracker:
-        """Register this process, recover dead runners' executions, start writing and heartbeating."""
+    async def start(self) -> Tracker:
+        """Register this process, recover dead runners' executions, start writing and heartbeating.
+        The tracker then belongs to the running event loop."""
         self.runner_id = register_runner(self.engine, self.kind)
         self.recovered = recover(
             self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
         )
         self._writer = Writer(self.engine)
+        self._writer.start()
         self._heartbeat = threading.Thread(target=self._beat, name="flowdeck-heartbeat", daemon=True)
         self._heartbeat.start()
         return self
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Write what is queued, stop heartbeating, and unregister."""
         if self._writer is not None:
-            self._writer.close()
+            await self._writer.close()
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -54,11 +56,11 @@ class Tracker:
             unregister_runner(self.engine, self.runner_id)
             self.runner_id = None
 
-    def __enter__(self) -> Tracker:
-        return self.start()
+    async def __aenter__(self) -> Tracker:
+        return await self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     def prepare(self, flow: FlowRecord) -> PreparedFlow:
         """The flow ready to run, compiled once per revision."""

@@ -225,9 +225,7 @@ def executions_show(
     typer.echo(f"execution {summary.id}: {summary.status}")
     typer.echo(f"  flow       {summary.flow_name} (revision {record.flow_revision}, id {summary.flow_id})")
     typer.echo(f"  started    {iso(summary.started_at)}   ended {iso(summary.ended_at) or '-'}   {duration}")
-    typer.echo(
-        f"  transport  {record.transport}   client {client.get('name') or '-'} {client.get('version') or ''}"
-    )
+    typer.echo(f"  transport  {record.transport}   client {' '.join(filter(None, client.values())) or '-'}")
     typer.echo(
         f"  params     {_compact(record.initial_params)}{'  (cut)' if record.params_truncated else ''}"
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.support.postgres import Cluster
 
+from bench.mcp_load import mcp_rows
 from bench.overhead import overhead_rows
 
 RESULTS = Path(__file__).parent / "results.json"
@@ -30,6 +31,7 @@ def main() -> None:
         rows += overhead_rows(cluster.create_database("bench"), "postgres", quick=args.quick)
     finally:
         cluster.remove()
+    rows += mcp_rows(quick=args.quick)
 
     machine = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores"
     RESULTS.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows}, indent=2) + "\n")

@@ -9,12 +9,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import httpx2
 import typer
+from mcp import types
+from mcp.shared.exceptions import MCPError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from flowdeck import __version__
 from flowdeck.engine import Run
-from flowdeck.flows import FlowError, flow_files, load_flow_file
+from flowdeck.flows import FlowError, load_flow_files
+from flowdeck.mcp.client import CallError, call_flow
 from flowdeck.settings import Settings
 from flowdeck.store import db
 from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution, iso, list_executions
@@ -84,14 +89,10 @@ def _json(value: Any) -> str:
 @flows_app.command("import")
 def flows_import(paths: Annotated[list[Path], typer.Argument(help="Flow files, or folders of them")]) -> None:
     """Create or update flows from YAML/JSON files. Nothing is imported if any file has a problem."""
-    definitions, errors = [], []
-    for path in flow_files(paths):
-        try:
-            definitions.append(load_flow_file(path))
-        except FlowError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CliError("nothing imported:\n" + "\n".join(errors))
+    try:
+        definitions = load_flow_files(paths)
+    except FlowError as exc:
+        raise CliError(f"nothing imported:\n{exc}") from None
     if not definitions:
         raise CliError("no flow files found (*.yaml, *.yml, *.json)")
     engine = _engine()
@@ -249,6 +250,104 @@ def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+# ---- serving --------------------------------------------------------------------------------------
+
+FlowsOption = Annotated[
+    list[Path] | None, typer.Option("--flows", help="Flow files or folders to import at start (repeatable)")
+]
+DatabaseOption = Annotated[str | None, typer.Option("--database-url", help="Database URL")]
+
+
+def _serving_settings(database_url: str | None) -> Settings:
+    settings = _settings()
+    return settings.model_copy(update={"database_url": database_url}) if database_url else settings
+
+
+def _check_flows(flows: list[Path]) -> None:
+    try:
+        load_flow_files(flows)
+    except FlowError as exc:
+        raise CliError(f"the flows to import have problems, nothing was served:\n{exc}") from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    database_url: DatabaseOption = None,
+    flows: FlowsOption = None,
+    mcp_stateless: Annotated[
+        bool, typer.Option("--mcp-stateless", help="No MCP sessions: any server can answer any request")
+    ] = False,
+) -> None:
+    """Serve MCP at /mcp (and a health route at /health)."""
+    import uvicorn
+
+    from flowdeck.app import create_app, is_loopback
+
+    settings = _serving_settings(database_url)
+    if not is_loopback(host) and not settings.auth_token:
+        raise CliError(
+            f"refusing to serve on {host} without FLOWDECK_AUTH_TOKEN: anyone who can reach it could run "
+            "your flows. Set FLOWDECK_AUTH_TOKEN, or serve on 127.0.0.1."
+        )
+    _check_flows(flows or [])
+    application = create_app(settings, flow_paths=flows or [], host=host, stateless=mcp_stateless)
+    typer.echo(f"flowdeck {__version__}: MCP at http://{host}:{port}/mcp", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command("mcp")
+def mcp_stdio(database_url: DatabaseOption = None, flows: FlowsOption = None) -> None:
+    """Serve MCP over stdio (for desktop clients); nothing but protocol goes to stdout."""
+    from flowdeck.stdio import serve_stdio
+
+    _check_flows(flows or [])
+    asyncio.run(serve_stdio(_serving_settings(database_url), flows or []))
+
+
+@app.command()
+def call(
+    name: Annotated[str, typer.Argument(help="Flow (tool) name")],
+    pairs: Annotated[
+        list[str] | None, typer.Argument(help="Arguments as key=value (JSON values parsed)")
+    ] = None,
+    args: Annotated[str, typer.Option("--args", help="Arguments as a JSON object")] = "{}",
+    url: Annotated[
+        str, typer.Option("--url", help="The server's MCP endpoint")
+    ] = "http://127.0.0.1:8000/mcp",
+    token: Annotated[
+        str | None, typer.Option("--token", help="Bearer token (default: $FLOWDECK_AUTH_TOKEN)")
+    ] = None,
+) -> None:
+    """Call a flow through a flowdeck server, as an MCP client does; shows nodes as they finish."""
+    try:
+        base = json.loads(args)
+    except ValueError as exc:
+        raise CliError(f"--args is not JSON: {exc}") from None
+    if not isinstance(base, dict):
+        raise CliError("--args must be a JSON object")
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        of = f"/{total:g}" if total else ""
+        typer.echo(f"[{done:g}{of}] {message or ''}", err=True)
+
+    result = asyncio.run(
+        call_flow(url, name, pairs or [], base, token=token or _settings().auth_token, on_progress=progress)
+    )
+    execution_id = (result.meta or {}).get("flowdeck/execution_id", "-")
+    text = "".join(part.text for part in result.content if isinstance(part, types.TextContent))
+    if result.is_error:
+        typer.echo(text, err=True)
+        typer.echo(f"execution {execution_id} error")
+        raise typer.Exit(1)
+    try:
+        typer.echo(_json(json.loads(text)))
+    except ValueError:
+        typer.echo(text)
+    typer.echo(f"execution {execution_id} fulfilled")
+
+
 # ---- db -------------------------------------------------------------------------------------------
 
 
@@ -279,16 +378,32 @@ def main() -> NoReturn:
     """Run the CLI; expected failures become one message, anything else one 'internal error' line."""
     try:
         app()
-    except _EXPECTED as exc:
-        _fail(str(exc))
-    except SQLAlchemyError as exc:
-        original = getattr(exc, "orig", None) or exc
-        _fail(f"database error: {' '.join(str(original).split())}")
-    except KeyboardInterrupt:
-        _fail("interrupted")
-    except Exception as exc:
-        _fail(f"internal error: {type(exc).__name__}: {exc}")
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        _fail(_describe(exc))
     sys.exit(0)
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # the client's task groups wrap what went wrong
+    if isinstance(exc, _EXPECTED):
+        return str(exc)
+    if isinstance(exc, CallError):
+        return str(exc)
+    if isinstance(exc, MCPError):
+        return f"the server refused the call: {exc.error.message}"
+    if isinstance(exc, SQLAlchemyError):
+        original = getattr(exc, "orig", None) or exc
+        return f"database error: {' '.join(str(original).split())}"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"the server answered {exc.response.status_code}: {exc.response.text.strip()[:200]}"
+    if isinstance(exc, httpx2.TransportError | OSError):
+        return f"cannot reach the server: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _fail(message: str) -> NoReturn:

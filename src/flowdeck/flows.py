@@ -77,6 +77,31 @@ def load_flow_file(path: Path) -> FlowDefinition:
     return load_flow_text(text, str(path), json_syntax=path.suffix == ".json")
 
 
+def load_flow_files(paths: Iterable[Path]) -> list[FlowDefinition]:
+    """Every flow of the files and folders named, or :class:`FlowError` listing the problems of every
+    file that has some: all load, or none."""
+    definitions, errors = [], []
+    for path in flow_files(paths):
+        try:
+            definitions.append(load_flow_file(path))
+        except FlowError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise FlowFilesError(errors)
+    return definitions
+
+
+class FlowFilesError(FlowError):
+    """Several files with problems: the message lists each file's."""
+
+    def __init__(self, errors: list[FlowError]) -> None:
+        Exception.__init__(self, "\n".join(str(error) for error in errors))
+        self.source = ", ".join(error.source for error in errors)
+        self.problems = [problem for error in errors for problem in error.problems]
+
+
 def flow_files(paths: Iterable[Path]) -> list[Path]:
     """The flow files named: each file as given, each folder's flow files in name order."""
     found: list[Path] = []

@@ -10,6 +10,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", extra="ignore")
 
     database_url: str = "sqlite:///flowdeck.db"
+    # when set, every request but /health needs "Authorization: Bearer <token>"
+    auth_token: str | None = None
+    # Host names (besides loopback and the address served on) that /mcp answers, e.g. behind a proxy
+    allowed_hosts: list[str] = Field(default_factory=list)
     execution_timeout_s: float = Field(default=300.0, gt=0)
     # the most one node output, or one set of parameters, stores; larger values are cut and marked
     max_value_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -151,6 +151,29 @@ class NullObserver:
         return None
 
 
+class Observers:
+    """Several observers told the same things in order: a recorder and a progress reporter, say."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self._observers = observers
+
+    async def execution_started(self, run: Run) -> None:
+        for observer in self._observers:
+            await observer.execution_started(run)
+
+    def step_started(self, run: Run, step: Step) -> None:
+        for observer in self._observers:
+            observer.step_started(run, step)
+
+    def step_finished(self, run: Run, step: Step) -> None:
+        for observer in self._observers:
+            observer.step_finished(run, step)
+
+    async def execution_finished(self, run: Run) -> None:
+        for observer in self._observers:
+            await observer.execution_finished(run)
+
+
 def _validation_message(errors: list[Any]) -> str:
     parts = []
     for error in errors:

@@ -182,3 +182,10 @@ def count_executions(engine: Engine, flow_id: str) -> int:
         return connection.execute(
             select(func.count()).select_from(executions).where(executions.c.flow_id == flow_id)
         ).scalar_one()
+
+
+def flows_version(engine: Engine) -> tuple[int, int]:
+    """A stamp that changes whenever a flow is created, changed or deleted (by any process)."""
+    with engine.connect() as connection:
+        count, latest = connection.execute(select(func.count(), func.max(flows.c.updated_at))).one()
+    return count, latest or 0

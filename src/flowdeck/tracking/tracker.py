@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from flowdeck.engine import FlowDefinition, Observer, PreparedFlow, Run, run_flow
+from flowdeck.engine import FlowDefinition, Observer, Observers, PreparedFlow, Run, run_flow
 from flowdeck.ids import new_id
 from flowdeck.settings import Settings
 from flowdeck.store.flows import FlowRecord
@@ -76,12 +76,16 @@ class Tracker:
             raise RuntimeError("the tracker is not started")
         return Recorder(self._writer, self.runner_id, call, self.settings.max_value_bytes)
 
-    async def run(self, flow: PreparedFlow, params: Any, call: CallInfo) -> Run:
-        """Run a flow, recorded; raises :class:`RecordingError` when it can't be recorded."""
+    async def run(
+        self, flow: PreparedFlow, params: Any, call: CallInfo, *, watcher: Observer | None = None
+    ) -> Run:
+        """Run a flow, recorded; ``watcher`` is told the same as the recorder, after it (progress
+        reporting). Raises :class:`RecordingError` when the execution can't be recorded."""
+        recorder = self.recorder(call)
         return await run_flow(
             flow,
             params,
-            self.recorder(call),
+            recorder if watcher is None else Observers(recorder, watcher),
             execution_id=new_id(),
             default_timeout_s=self.settings.execution_timeout_s,
         )

@@ -8,9 +8,10 @@ measured: on PostgreSQL it made a 10 x 1 ms flow 50 % slower, the loop busy with
 Writes that arrive while a batch is being written go in the next one (group commit). A step's start
 and end that meet in one batch are one row write.
 
-SQLite is written from the loop itself (a commit in WAL mode takes tens of microseconds, less than a
-hand-over to a thread); PostgreSQL through an asynchronous psycopg connection, one statement and one
-round trip per batch (:func:`~flowdeck.store.executions.postgres_batch_sql`).
+SQLite is written from the loop itself, by the task that commits: a commit in WAL mode takes tens
+of microseconds, less than a hand-over to a thread or even to another task. PostgreSQL is written
+through an asynchronous psycopg connection, one statement and one round trip per batch
+(:func:`~flowdeck.store.executions.postgres_batch_sql`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class WriterClosed(RuntimeError):
 
 
 class _Sqlite:
+    # writing at once, from the task that commits, costs less than a turn of the loop; the write
+    # never suspends, so nothing else can run in between
+    inline = True
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writes = SqliteWrites()
@@ -57,6 +62,8 @@ class _Sqlite:
 
 
 class _Postgres:
+    inline = False
+
     def __init__(self, engine: Engine) -> None:
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._connection: psycopg.AsyncConnection[Any] | None = None
@@ -108,8 +115,11 @@ class Writer:
             raise WriterClosed("the execution writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commits.append((kind, row, future))
-        self._ready.set()
-        await asyncio.shield(future)
+        if self._backend.inline:
+            await self._flush()
+        else:
+            self._ready.set()
+        await future  # cancelling this wait cancels the future, not the write
 
     async def close(self) -> None:
         """Write everything queued, then stop."""
@@ -123,16 +133,20 @@ class Writer:
         while True:
             await self._ready.wait()
             self._ready.clear()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            steps, self._steps = self._steps, {}
-            commits, self._commits = self._commits, []
-            ops: list[Op] = [(STEP, row, None) for row in steps.values()] + commits
-            for start in range(0, len(ops), MAX_BATCH):
-                await self._write(ops[start : start + MAX_BATCH])
+            await self._flush()
             if self._closed and not self._steps and not self._commits:
                 return
+
+    async def _flush(self) -> None:
+        """Write every queued step, then every queued commit."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        steps, self._steps = self._steps, {}
+        commits, self._commits = self._commits, []
+        ops: list[Op] = [(STEP, row, None) for row in steps.values()] + commits
+        for start in range(0, len(ops), MAX_BATCH):
+            await self._write(ops[start : start + MAX_BATCH])
 
     async def _write(self, ops: list[Op]) -> None:
         try:

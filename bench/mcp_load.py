@@ -1,0 +1,104 @@
+"""MCP throughput: 8 concurrent SDK clients calling a 1-node flow over streamable HTTP, against a
+tracked server and an untracked one (the null observer), in alternating rounds of one run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from mcp import Client
+from tests.support.postgres import free_port
+
+CLIENTS = 8
+
+
+@contextlib.contextmanager
+def _server(database_url: str, *, untracked: bool) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.mcp_server", "--port", str(port), "--database-url", database_url]
+    process = subprocess.Popen([*command, *(["--untracked"] if untracked else [])], env=os.environ.copy())
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the benchmark server did not start")
+        time.sleep(0.1)
+    try:
+        yield f"{base}/mcp"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def _round(url: str, seconds: float) -> float:
+    """Calls per second of 8 clients calling as fast as they can for ``seconds``."""
+    count = 0
+
+    async def one_client(first: int) -> None:
+        nonlocal count
+        async with Client(url, mode="auto") as client:
+            await client.call_tool("bench_one", {"n": first})  # connected and warm before the clock
+            await ready.wait()
+            n = first
+            while time.perf_counter() < deadline:
+                result = await client.call_tool("bench_one", {"n": n})
+                assert not result.is_error, result.content
+                count += 1
+                n += CLIENTS
+
+    ready = asyncio.Event()
+    deadline = float("inf")
+    tasks = [asyncio.create_task(one_client(i)) for i in range(CLIENTS)]
+    await asyncio.sleep(1.0)
+    started = time.perf_counter()
+    deadline = started + seconds
+    ready.set()
+    await asyncio.gather(*tasks)
+    return count / (time.perf_counter() - started)
+
+
+def mcp_rows(*, quick: bool) -> list[dict[str, Any]]:
+    rounds, seconds = (2, 4.0) if quick else (4, 8.0)
+    tracked_rates: list[float] = []
+    untracked_rates: list[float] = []
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        _server(f"sqlite:///{folder}/tracked.db", untracked=False) as tracked,
+        _server(f"sqlite:///{folder}/untracked.db", untracked=True) as untracked,
+    ):
+        for i in range(rounds):
+            order = [(tracked, tracked_rates), (untracked, untracked_rates)]
+            for url, rates in order if i % 2 == 0 else reversed(order):
+                rates.append(asyncio.run(_round(url, seconds)))
+    tracked_rate = sorted(tracked_rates)[len(tracked_rates) // 2]
+    untracked_rate = sorted(untracked_rates)[len(untracked_rates) // 2]
+    detail = (
+        f"{CLIENTS} SDK clients (protocol 2026-07-28), 1-node flow, SQLite, {rounds} rounds of {seconds:g} s"
+    )
+    return [
+        {
+            "name": "mcp_calls_per_s",
+            "value": round(tracked_rate, 1),
+            "unit": "calls/s",
+            "note": f"tracked; {detail}",
+        },
+        {
+            "name": "mcp_tracked_ratio",
+            "value": round(tracked_rate / untracked_rate, 3),
+            "unit": "ratio",
+            "note": f"{tracked_rate:.0f} calls/s tracked, {untracked_rate:.0f} not tracked",
+        },
+    ]

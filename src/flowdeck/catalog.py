@@ -1,0 +1,73 @@
+"""The live flows a process offers as tools: held in memory, refreshed when the database says they
+changed, so that a flow created, changed or deleted by any process (the CLI, the API, another server
+on the same PostgreSQL) is seen without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from flowdeck.engine import PreparedFlow
+from flowdeck.store.flows import FlowRecord, flows_version, list_flows
+from flowdeck.tracking import Tracker
+
+log = logging.getLogger("flowdeck.catalog")
+
+# how often a process looks for flow changes made elsewhere
+WATCH_INTERVAL_S = 1.0
+
+
+class Catalog:
+    """``on_change`` is awaited, in a task of its own, after every refresh that found a change (but the
+    first): whoever looked, the sessions that listen for tool changes hear of it."""
+
+    def __init__(
+        self, engine: Engine, tracker: Tracker, on_change: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        self._engine = engine
+        self._tracker = tracker
+        self._on_change = on_change
+        self._version: tuple[int, int] | None = None
+        self._flows: dict[str, FlowRecord] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def refresh(self) -> bool:
+        """Reload the live flows if they changed since the last look; True when they did."""
+        version = flows_version(self._engine)
+        if version == self._version:
+            return False
+        first = self._version is None
+        self._flows = {record.name: record for record in list_flows(self._engine)}
+        self._version = version
+        if not first and self._on_change is not None:
+            task = asyncio.get_running_loop().create_task(self._on_change())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    def flows(self) -> list[FlowRecord]:
+        return list(self._flows.values())
+
+    def get(self, name: str) -> PreparedFlow | None:
+        """The live flow of that name, ready to run; a name not known yet gets one fresh look."""
+        record = self._flows.get(name)
+        if record is None and self.refresh():
+            record = self._flows.get(name)
+        return None if record is None else self._tracker.prepare(record)
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        record = self._flows.get(name)
+        return None if record is None else record.definition.get("input_schema")
+
+    async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Look for changes every ``interval_s``; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.refresh()
+            except Exception as exc:  # the database may be away for a while: look again next time
+                log.warning("could not look for flow changes: %s", exc)

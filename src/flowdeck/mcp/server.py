@@ -1,0 +1,217 @@
+"""The MCP server: tools from live flows, and calls that run them, recorded.
+
+Built on the SDK's low-level ``Server``: tools are dynamic (a flow changes at run time), arguments are
+validated by the engine against the flow's own schema, and errors are shaped here so that no
+exception text reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from typing import Any
+
+from mcp import types
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+from flowdeck import __version__
+from flowdeck.catalog import Catalog
+from flowdeck.engine import Run, Step
+from flowdeck.tracking import CallInfo, RecordingError, Tracker
+
+log = logging.getLogger("flowdeck.mcp")
+
+EXECUTION_ID_META = "flowdeck/execution_id"
+# a node running longer than this gets a progress notification anyway, so that clients with a
+# request timeout (60 s is common) see the call is alive
+KEEPALIVE_S = 15.0
+
+
+class ToolChanges:
+    """Tells every session that can hear it that the tool list changed: 2025-protocol sessions by
+    ``notifications/tools/list_changed``, 2026-07-28 clients through ``subscriptions/listen``."""
+
+    def __init__(self) -> None:
+        self.bus = InMemorySubscriptionBus()
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    def add_session(self, session: ServerSession) -> None:
+        # A ServerSession lives for one request; the connection it speaks for lives as long as the
+        # client's session. The low-level handlers are not handed the connection, so it is read here.
+        connection = getattr(session, "_connection", None)
+        if connection is not None:
+            self._connections.add(connection)
+
+    async def announce(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for connection in list(self._connections):
+            try:
+                await connection.send_tool_list_changed()
+            except Exception:  # a session that went away: forget it
+                self._connections.discard(connection)
+
+
+class _FlowServer(Server[Any]):
+    """The low-level server, advertising ``tools.listChanged`` to 2025-protocol clients."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+class _Progress:
+    """One ``notifications/progress`` per finished node, in order, and a keep-alive while one runs."""
+
+    def __init__(self, session: ServerSession, total: int) -> None:
+        self._session = session
+        self._total = total
+        self._queue: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue()
+        self._done = 0.0
+        self._running = ""
+        self._task = asyncio.get_running_loop().create_task(self._send())
+
+    async def execution_started(self, run: Run) -> None:
+        return None
+
+    def step_started(self, run: Run, step: Step) -> None:
+        self._running = step.node_id
+
+    def step_finished(self, run: Run, step: Step) -> None:
+        self._running = ""
+        self._queue.put_nowait((step.index + 1, step.node_id))
+
+    async def execution_finished(self, run: Run) -> None:
+        return None
+
+    async def close(self) -> None:
+        """Send what is queued, then stop."""
+        self._queue.put_nowait(None)
+        await self._task
+
+    def abandon(self) -> None:
+        """Stop without waiting: the call was cancelled or failed."""
+        self._task.cancel()
+
+    async def _send(self) -> None:
+        waited = 0
+        while True:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                # progress must grow: a keep-alive adds a little less each time, never a whole node
+                waited += 1
+                message = f"{self._running} running" if self._running else "running"
+                await self._notify(self._done + 1 - 0.5**waited, message)
+                continue
+            if item is None:
+                return
+            waited = 0
+            self._done = item[0]
+            await self._notify(*item)
+
+    async def _notify(self, progress: float, message: str) -> None:
+        try:
+            await self._session.report_progress(progress, self._total, message)
+        except Exception as exc:  # a client gone away does not stop the flow
+            log.debug("progress not sent: %s", exc)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def tool_result(flow_name: str, run: Run) -> types.CallToolResult:
+    """The result a client sees: the output, or the error naming the node; always the execution id."""
+    meta = {EXECUTION_ID_META: run.execution_id}
+    if run.error is None:
+        output = run.output
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=_text(output))],
+            structured_content=output if isinstance(output, dict) else None,
+            meta=meta,
+        )
+    where = f" at node '{run.error.node_id}'" if run.error.node_id else ""
+    text = f"{flow_name} failed{where}: {run.error.message}"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True, meta=meta)
+
+
+def _error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, transport: str) -> Server[Any]:
+    """A server for one transport (``http`` or ``stdio``), which it records with every call."""
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        catalog.refresh()
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(
+                    name=record.name,
+                    title=record.title,
+                    description=record.description,
+                    input_schema=record.definition.get("input_schema") or {"type": "object"},
+                )
+                for record in sorted(catalog.flows(), key=lambda r: r.name)
+            ]
+        )
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        flow = catalog.get(params.name)
+        if flow is None:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name!r}")
+        client = ctx.session.client_params.client_info if ctx.session.client_params else None
+        call = CallInfo(transport, client.name if client else None, client.version if client else None)
+        progress = None
+        if (ctx.meta or {}).get("progress_token") is not None:
+            progress = _Progress(ctx.session, len(flow.nodes))
+        try:
+            run = await tracker.run(flow, params.arguments or {}, call, watcher=progress)
+        except BaseException as exc:
+            if progress is not None:
+                progress.abandon()
+            if isinstance(exc, RecordingError):
+                return _error_result(f"{flow.name} was not run: {exc}")
+            if isinstance(exc, Exception):
+                log.exception("internal error in %s", flow.name)
+                return _error_result(f"{flow.name} failed: internal error")
+            raise  # cancelled: the execution is recorded as such, the SDK answers the client
+        if progress is not None:
+            await progress.close()
+        return tool_result(flow.name, run)
+
+    async def initialized(ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
+        changes.add_session(ctx.session)
+
+    server = _FlowServer(
+        "flowdeck",
+        version=__version__,
+        title="flowdeck",
+        instructions="Each tool runs a flow; every call is recorded as an execution (see _meta).",
+        get_tool_input_schema=catalog.input_schema,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_subscriptions_listen=ListenHandler(changes.bus),
+    )
+    server.add_notification_handler("notifications/initialized", types.NotificationParams, initialized)
+    return server

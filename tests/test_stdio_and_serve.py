@@ -1,0 +1,211 @@
+"""The real processes: ``flowdeck mcp`` over stdio, ``flowdeck serve`` with ``flowdeck call``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters, types
+from sqlalchemy import Engine
+
+from flowdeck.flows import load_flow_text
+from flowdeck.store.executions import get_execution
+from flowdeck.store.flows import import_flow
+from tests.support.postgres import free_port
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
+FLOWDECK = [sys.executable, "-m", "flowdeck"]
+
+
+def stdio_params(database_url: str, *args: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "flowdeck", "mcp", *args],
+        env={**os.environ, "FLOWDECK_DATABASE_URL": database_url},
+    )
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_stdio_lists_calls_and_records(database_url: str, engine: Engine, mode: str) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    params = stdio_params(database_url, "--flows", str(EXAMPLES))
+    info = types.Implementation(name="desktop-agent", version="3.1")
+    async with Client(params, mode=mode, client_info=info) as mcp:
+        names = [tool.name for tool in (await mcp.list_tools()).tools]
+        result = await mcp.call_tool("slow_report", {"pause_s": 0.01}, progress_callback=on_progress)
+        failed = await mcp.call_tool("charge_card", {"amount": 2000})
+    assert "hello" in names and "slow_report" in names
+    assert seen == [(1, 3, "gather"), (2, 3, "crunch"), (3, 3, "format")]
+    record = get_execution(engine, result.meta["flowdeck/execution_id"])
+    assert record.transport == "stdio"
+    assert record.client == {"name": "desktop-agent", "version": "3.1"}
+    assert record.summary.status == "fulfilled"
+    assert failed.is_error and failed.content[0].text.startswith("charge_card failed at node 'charge'")
+
+
+async def test_stdio_sessions_hear_of_new_flows(database_url: str, engine: Engine) -> None:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with Client(stdio_params(database_url), mode="legacy", message_handler=on_message) as mcp:
+        assert [tool.name for tool in (await mcp.list_tools()).tools] == []
+        import_flow(engine, load_flow_text("name: fresh\nnodes: []\n").model_dump(exclude_none=True))
+        with anyio.fail_after(15):
+            await changed.wait()
+        assert [tool.name for tool in (await mcp.list_tools()).tools] == ["fresh"]
+
+
+def test_stdio_prints_nothing_but_protocol(database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
+    done = subprocess.run(
+        [*FLOWDECK, "mcp", "--flows", str(EXAMPLES)],
+        env=env,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == ""
+
+
+def test_stdio_refuses_bad_flows_before_serving(database_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes:\n  - {id: a, type: nope}\n")
+    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
+    done = subprocess.run(
+        [*FLOWDECK, "mcp", "--flows", str(bad)], env=env, input="", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "nodes[0].type: unknown node type 'nope'" in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """``flowdeck serve`` as a user starts it."""
+    port = free_port()
+    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
+    process = subprocess.Popen(
+        [*FLOWDECK, "serve", "--port", str(port), "--flows", str(EXAMPLES)],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                f"flowdeck serve did not start: {process.stderr.read() if process.stderr else ''}"
+            )
+        time.sleep(0.1)
+    try:
+        yield f"{base}/mcp"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_flowdeck_call_prints_progress_result_and_id(server: str, engine: Engine, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*FLOWDECK, "call", "slow_report", "topic=tea", "pause_s=0.05", "--url", server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["[1/3] gather", "[2/3] crunch", "[3/3] format"]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == '"Report on tea, built in 0.1 s"'
+    execution_id = lines[-1].split()[1]
+    assert lines[-1] == f"execution {execution_id} fulfilled"
+    record = get_execution(engine, execution_id)
+    assert record.initial_params == {"topic": "tea", "pause_s": 0.05}
+    assert record.client == {"name": "flowdeck-call", "version": "1"}
+
+
+def test_flowdeck_call_types_values_by_the_schema(server: str, engine: Engine) -> None:
+    done = subprocess.run(
+        [
+            *FLOWDECK,
+            "call",
+            "order_quote",
+            "item=42",
+            "unit_price=2",
+            "--args",
+            '{"quantity": 2}',
+            "--url",
+            server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    execution_id = done.stdout.strip().splitlines()[-1].split()[1]
+    assert get_execution(engine, execution_id).initial_params == {
+        "quantity": 2,
+        "item": "42",
+        "unit_price": 2,
+    }
+
+
+def test_flowdeck_call_failures(server: str) -> None:
+    failed = subprocess.run(
+        [*FLOWDECK, "call", "charge_card", "amount=5000", "--url", server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    assert "charge_card failed at node 'charge': amount 5000 EUR is over the 1000 limit" in failed.stderr
+    assert failed.stdout.startswith("execution ") and failed.stdout.strip().endswith(" error")
+    unknown = subprocess.run(
+        [*FLOWDECK, "call", "nope", "--url", server], capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 1
+    assert "error: no tool named 'nope'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    nobody = subprocess.run(
+        [*FLOWDECK, "call", "hello", "--url", f"http://127.0.0.1:{free_port()}/mcp"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nobody.returncode == 1
+    assert "error: cannot reach the server" in nobody.stderr
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FLOWDECK_AUTH_TOKEN"}
+    done = subprocess.run(
+        [*FLOWDECK, "serve", "--host", "0.0.0.0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "refusing to serve on 0.0.0.0 without FLOWDECK_AUTH_TOKEN" in done.stderr

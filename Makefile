@@ -22,9 +22,7 @@ install: $(BIN)/flowdeck
 dev: $(VENV)/.dev
 
 run: install
-	$(BIN)/flowdeck db upgrade
-	$(BIN)/flowdeck flows import examples/flows
-	$(BIN)/flowdeck flows list
+	$(BIN)/flowdeck serve --host $(HOST) --port $(PORT) --flows examples/flows
 
 test: dev
 	$(BIN)/python -m pytest

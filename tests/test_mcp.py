@@ -21,6 +21,7 @@ from flowdeck.flows import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store.executions import get_execution, list_executions
 from flowdeck.store.flows import delete_flow, find_live_flow, import_flow
+from tests.support.postgres import Cluster
 from tests.support.server import eventually, served
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
@@ -322,3 +323,25 @@ async def test_stateless_mode_serves_both_generations(settings: Settings, engine
             async with client(f"{base}/mcp", mode) as mcp:
                 result = await mcp.call_tool("hello", {"name": mode})
             assert record_of(engine, result).summary.status == "fulfilled"
+
+
+async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(probe: Any) -> None:
+    cluster = Cluster().start()
+    try:
+        database = cluster.create_database("flowdeck")
+        flows = Path(cluster.root) / "probed.yaml"
+        flows.write_text("name: probed\nnodes:\n  - {id: p, type: probe, config: {value: ran}}\n")
+        with served(Settings(database_url=database), [flows]) as base:
+            async with client(f"{base}/mcp", "legacy") as mcp:
+                assert (await mcp.call_tool("probed", {})).structured_content is None
+                cluster.stop()
+                refused = await mcp.call_tool("probed", {})
+                assert refused.is_error is True
+                assert refused.content[0].text == "probed was not run: the execution could not be recorded"
+                assert len(probe.calls) == 1
+                cluster.start()
+                back = await mcp.call_tool("probed", {})
+                assert back.is_error is False
+                assert len(probe.calls) == 2
+    finally:
+        cluster.remove()

@@ -11,7 +11,8 @@ import asyncio
 import json
 import logging
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mcp import types
 from mcp.server.connection import Connection
@@ -28,6 +29,7 @@ from flowdeck.engine import Run, Step
 from flowdeck.tracking import CallInfo, RecordingError, Tracker
 
 log = logging.getLogger("flowdeck.mcp")
+T = TypeVar("T")
 
 EXECUTION_ID_META = "flowdeck/execution_id"
 # a node running longer than this gets a progress notification anyway, so that clients with a
@@ -155,13 +157,24 @@ def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
+def _read_flows(read: Callable[[], T]) -> T:
+    """The catalog may have to ask the database; if it can't, the client gets a plain protocol error."""
+    try:
+        return read()
+    except Exception:
+        log.exception("could not read the flows")
+        raise MCPError(
+            code=types.INTERNAL_ERROR, message="could not read the flows: database unavailable"
+        ) from None
+
+
 def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, transport: str) -> Server[Any]:
     """A server for one transport (``http`` or ``stdio``), which it records with every call."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        catalog.refresh()
+        _read_flows(catalog.refresh)
         return types.ListToolsResult(
             tools=[
                 types.Tool(
@@ -177,7 +190,7 @@ def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, tr
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        flow = catalog.get(params.name)
+        flow = _read_flows(lambda: catalog.get(params.name))
         if flow is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name!r}")
         client = ctx.session.client_params.client_info if ctx.session.client_params else None
@@ -190,8 +203,11 @@ def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, tr
         except BaseException as exc:
             if progress is not None:
                 progress.abandon()
-            if isinstance(exc, RecordingError):
-                return _error_result(f"{flow.name} was not run: {exc}")
+            if isinstance(exc, RecordingError):  # the database's own words stay in the server's log
+                log.error("%s: %s", flow.name, exc)
+                if exc.ran:
+                    return _error_result(f"{flow.name} ran, but its end could not be recorded")
+                return _error_result(f"{flow.name} was not run: the execution could not be recorded")
             if isinstance(exc, Exception):
                 log.exception("internal error in %s", flow.name)
                 return _error_result(f"{flow.name} failed: internal error")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,22 +99,22 @@ class SqliteWrites:
         self._upsert = str(upsert.compile(dialect=dialect, column_keys=list(STEP_COLUMNS)))
         self._finish = str(finish.compile(dialect=dialect))
 
-    def write(self, connection: Any, batch: Batch) -> None:
-        """One transaction: new executions, then steps, then final states; committed."""
-        cursor = connection.cursor()
+    def write(self, connection: sqlite3.Connection, batch: Batch) -> None:
+        """One transaction on a sqlite3 connection: new executions, then steps, then final states."""
         try:
-            if batch.executions:
-                cursor.executemany(self._insert, batch.executions)
-            if batch.steps:
-                cursor.executemany(self._upsert, batch.steps)
-            if batch.finishes:
-                cursor.executemany(self._finish, batch.finishes)
+            for sql, rows in (
+                (self._insert, batch.executions),
+                (self._upsert, batch.steps),
+                (self._finish, batch.finishes),
+            ):
+                if len(rows) == 1:
+                    connection.execute(sql, rows[0])
+                elif rows:
+                    connection.executemany(sql, rows)
             connection.commit()
         except BaseException:
             connection.rollback()
             raise
-        finally:
-            cursor.close()
 
 
 @functools.lru_cache(maxsize=256)

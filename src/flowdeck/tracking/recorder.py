@@ -18,7 +18,12 @@ from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
 
 
 class RecordingError(Exception):
-    """The execution could not be recorded; when raised at the start, no node has run."""
+    """The execution could not be recorded. ``ran`` is False when it failed at the start: then no
+    node has run."""
+
+    def __init__(self, message: str, *, ran: bool) -> None:
+        super().__init__(message)
+        self.ran = ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ class Recorder:
             raise
         except Exception as exc:
             raise RecordingError(
-                f"cannot record the execution, so the flow was not run: {_reason(exc)}"
+                f"cannot record the execution, so the flow was not run: {_reason(exc)}", ran=False
             ) from exc
 
     def step_started(self, run: Run, step: Step) -> None:
@@ -121,7 +126,7 @@ class Recorder:
             raise
         except Exception as exc:
             raise RecordingError(
-                f"the execution ran but its end could not be recorded: {_reason(exc)}"
+                f"the execution ran but its end could not be recorded: {_reason(exc)}", ran=True
             ) from exc
 
 

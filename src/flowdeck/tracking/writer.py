@@ -53,7 +53,7 @@ class _Sqlite:
     async def write(self, batch: Batch) -> None:
         if self._connection is None:
             self._connection = self._engine.raw_connection()
-        self._writes.write(self._connection, batch)
+        self._writes.write(self._connection.driver_connection, batch)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from flowdeck.store import db
+
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 
 
@@ -150,4 +152,4 @@ def test_a_database_that_refuses_writes_is_a_clear_error(tmp_path: Path) -> None
 
 
 def test_db_upgrade(flowdeck) -> None:
-    assert "is at revision 0001" in flowdeck("db", "upgrade").stdout
+    assert f"is at revision {db.head_revision()}" in flowdeck("db", "upgrade").stdout

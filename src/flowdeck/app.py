@@ -1,4 +1,5 @@
-"""The composition root: one ASGI app with MCP at ``/mcp`` and a health route, and its lifespan."""
+"""The composition root: one ASGI app with the API at ``/api``, MCP at ``/mcp`` and a health route,
+and its lifespan."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from flowdeck import __version__
+from flowdeck.api import events as events_api
+from flowdeck.api import executions as executions_api
+from flowdeck.api import flows as flows_api
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
 from flowdeck.settings import Settings
@@ -101,6 +105,10 @@ def create_app(
     async def health() -> dict[str, str]:
         """Liveness, for load balancers; needs no token."""
         return {"status": "ok", "version": __version__}
+
+    app.include_router(flows_api.router)
+    app.include_router(executions_api.router)
+    app.include_router(events_api.router)
 
     if settings.auth_token:
         app.add_middleware(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,6 +34,7 @@ from flowdeck.store.flows import (
     list_flows,
     resolve_flow,
 )
+from flowdeck.store.seed import seed_executions
 from flowdeck.tracking import CallInfo, RecordingError, Tracker
 
 app = typer.Typer(
@@ -244,6 +246,20 @@ def executions_show(
     typer.echo(f"data  {_compact(record.data)}")
     if summary.status == "fulfilled":
         typer.echo(f"output {_compact(record.output)}")
+
+
+@executions_app.command("seed")
+def executions_seed(
+    flow: Annotated[str, typer.Option("--flow", help="Flow name or id")],
+    count: Annotated[int, typer.Option("--count", min=1, help="How many executions")] = 1000,
+) -> None:
+    """Insert COUNT realistic executions of a flow (10 steps each, spread over 14 days): to try the
+    history at scale."""
+    engine = _engine()
+    record = resolve_flow(engine, flow)
+    started = time.perf_counter()
+    seed_executions(engine, record, count)
+    typer.echo(f"seeded {count} executions of {record.name} in {time.perf_counter() - started:.1f} s")
 
 
 def _compact(value: Any) -> str:

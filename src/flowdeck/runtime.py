@@ -52,6 +52,7 @@ class Runtime:
         db.upgrade(self.engine)
         import_flow_files(self.engine, flow_paths)
         await self.tracker.start()
+        await self.tracker.events.start()
         self.catalog.refresh()
         watcher = asyncio.get_running_loop().create_task(self.catalog.watch(), name="flowdeck-flow-watcher")
         try:
@@ -60,5 +61,6 @@ class Runtime:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await self.tracker.events.close()
             await self.tracker.close()
             self.engine.dispose()

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import sqlite
 
-from flowdeck.store.tables import executions, steps
+from flowdeck.store.tables import execution_counts, executions, steps
 
 STATUSES = ("pending", "fulfilled", "error")
+EVENTS_CHANNEL = "flowdeck_events"  # PostgreSQL NOTIFY channel of execution events
 PREVIEW_CHARS = 80
 
 
@@ -118,10 +119,11 @@ class SqliteWrites:
 
 
 @functools.lru_cache(maxsize=256)
-def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int) -> str:
+def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int, n_notices: int = 0) -> str:
     """One statement for a whole batch: on a network, each round trip costs more than the rows, so the
     inserts, the step upserts and the final updates go as data-modifying CTEs of a single statement
-    (one round trip, one commit in autocommit mode)."""
+    (one round trip, one commit in autocommit mode). ``n_notices`` payloads follow as ``pg_notify``
+    on the events channel: PostgreSQL delivers them when the statement commits, not before."""
 
     def rows(count: int, template: str) -> str:
         return ", ".join([template] * count)
@@ -148,6 +150,8 @@ def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int) -> str:
             f"AS v({', '.join(columns)}) "
             "WHERE executions.id = v.execution_id AND executions.status = 'pending'"
         )
+    if n_notices:
+        parts.append("SELECT " + ", ".join([f"pg_notify('{EVENTS_CHANNEL}', %s)"] * n_notices))
     *ctes, main = parts
     if not ctes:
         return main
@@ -165,7 +169,7 @@ _PG_CASTS = {
 }
 
 
-def postgres_batch_params(batch: Batch) -> list[Any]:
+def postgres_batch_params(batch: Batch, notices: list[str] | None = None) -> list[Any]:
     params: list[Any] = []
     for row in batch.executions:
         params.extend(row[c] for c in EXECUTION_COLUMNS)
@@ -174,6 +178,7 @@ def postgres_batch_params(batch: Batch) -> list[Any]:
     for row in batch.finishes:
         params.append(row["execution_id"])
         params.extend(row[c] for c in FINISH_COLUMNS)
+    params.extend(notices or ())
     return params
 
 
@@ -351,6 +356,16 @@ class Page:
         }
 
 
+def count_executions(connection: Connection, *, flow_id: str | None = None, status: str | None = None) -> int:
+    """Exact, from the counters the triggers keep: a few rows read, however many executions there are."""
+    query = select(func.coalesce(func.sum(execution_counts.c.n), 0))
+    if flow_id is not None:
+        query = query.where(execution_counts.c.flow_id == flow_id)
+    if status is not None:
+        query = query.where(execution_counts.c.status == status)
+    return int(connection.execute(query).scalar_one())
+
+
 def list_executions(
     engine: Engine,
     *,
@@ -359,23 +374,31 @@ def list_executions(
     page: int = 1,
     per_page: int = 20,
 ) -> Page:
-    """Page ``page`` of executions, newest first, of one flow or of all, optionally of one status."""
+    """Page ``page`` of executions, newest first, of one flow or of all, optionally of one status.
+
+    The page's ids come from an index alone; a page in the older half is read from the oldest end
+    (ascending, with the smaller offset), so the last page costs what the first does."""
     conditions = []
     if flow_id is not None:
         conditions.append(executions.c.flow_id == flow_id)
     if status is not None:
         conditions.append(executions.c.status == status)
-    query = (
-        select(*_SUMMARY_COLUMNS)
-        .where(*conditions)
-        .order_by(executions.c.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    )
+    offset = (page - 1) * per_page
     with engine.connect() as connection:
-        total = connection.execute(
-            select(func.count()).select_from(executions).where(*conditions)
-        ).scalar_one()
+        total = count_executions(connection, flow_id=flow_id, status=status)
+        if offset >= total:
+            return Page([], page, per_page, total)
+        ids = select(executions.c.id).where(*conditions)
+        if offset > total // 2:
+            size = min(per_page, total - offset)
+            ids = ids.order_by(executions.c.id.asc()).limit(size).offset(total - offset - size)
+        else:
+            ids = ids.order_by(executions.c.id.desc()).limit(per_page).offset(offset)
+        query = (
+            select(*_SUMMARY_COLUMNS)
+            .where(executions.c.id.in_(ids.scalar_subquery()))
+            .order_by(executions.c.id.desc())
+        )
         items = [_summary(row) for row in connection.execute(query)]
     return Page(items, page, per_page, total)
 

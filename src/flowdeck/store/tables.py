@@ -105,6 +105,16 @@ steps = Table(
     sqlite_with_rowid=False,
 )
 
+# How many executions each flow has in each status, kept exact by triggers on `executions` (see the
+# migration): page numbers need a total, and counting a million rows per page view is too slow.
+execution_counts = Table(
+    "execution_counts",
+    metadata,
+    Column("flow_id", ID, primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
 runners = Table(
     "runners",
     metadata,

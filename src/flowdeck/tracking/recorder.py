@@ -14,6 +14,7 @@ from typing import Any
 
 from flowdeck.engine import Run, Step
 from flowdeck.store.executions import encode_value, params_preview
+from flowdeck.tracking.events import Event
 from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
 
 
@@ -42,13 +43,14 @@ def _us(seconds: float | None) -> int | None:
 class Recorder:
     """Records one execution; made per call by the :class:`~flowdeck.tracking.Tracker`."""
 
-    __slots__ = ("_call", "_max_bytes", "_runner_id", "_writer")
+    __slots__ = ("_call", "_max_bytes", "_runner_id", "_summary", "_writer")
 
     def __init__(self, writer: Writer, runner_id: str, call: CallInfo, max_value_bytes: int) -> None:
         self._writer = writer
         self._runner_id = runner_id
         self._call = call
         self._max_bytes = max_value_bytes
+        self._summary: dict[str, Any] = {}
 
     async def execution_started(self, run: Run) -> None:
         params, params_cut = encode_value(run.initial_params, self._max_bytes)
@@ -73,8 +75,21 @@ class Recorder:
             "transport": self._call.transport,
             "runner_id": self._runner_id,
         }
+        self._summary = {
+            "id": run.execution_id,
+            "flow_id": run.flow.flow_id,
+            "flow_name": run.flow.name,
+            "status": "pending",
+            "started_at": row["started_at"],
+            "ended_at": None,
+            "params_preview": row["params_preview"],
+            "steps_done": 0,
+            "steps_total": row["steps_total"],
+            "error_type": None,
+            "error_node_id": None,
+        }
         try:
-            await self._writer.commit(EXECUTION, row)
+            await self._writer.commit(EXECUTION, row, *self._events())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -83,10 +98,35 @@ class Recorder:
             ) from exc
 
     def step_started(self, run: Run, step: Step) -> None:
-        self._writer.write(STEP, self._step_row(run, step))
+        row = self._step_row(run, step)
+        self._writer.write(STEP, row, *self._events(row))
 
     def step_finished(self, run: Run, step: Step) -> None:
-        self._writer.write(STEP, self._step_row(run, step))
+        row = self._step_row(run, step)
+        self._summary["steps_done"] += 1
+        self._writer.write(STEP, row, *self._events(row, with_summary=True))
+
+    def _events(self, step: dict[str, Any] | None = None, *, with_summary: bool = False) -> list[Event]:
+        """The events of a write: the step's (its output is read, not pushed), the summary's. Built
+        only when somebody may watch."""
+        hub = self._writer.hub
+        if hub is None:
+            return []
+        if not hub.wanted:
+            hub.skipped()
+            return []
+        summary = self._summary
+        flow_id, execution_id = summary["flow_id"], summary["id"]
+        events: list[Event] = []
+        if step is not None:
+            data = {key: value for key, value in step.items() if key != "output"}
+            events.append({"type": "step", "flow_id": flow_id, "execution_id": execution_id, "data": data})
+        if step is None or with_summary:
+            data = dict(summary)
+            events.append(
+                {"type": "execution", "flow_id": flow_id, "execution_id": execution_id, "data": data}
+            )
+        return events
 
     def _step_row(self, run: Run, step: Step) -> dict[str, Any]:
         output, cut = (
@@ -120,8 +160,14 @@ class Recorder:
             "error_message": error.message if error else None,
             "error_node_id": error.node_id if error else None,
         }
+        self._summary.update(
+            status=run.status,
+            ended_at=row["ended_at"],
+            error_type=row["error_type"],
+            error_node_id=row["error_node_id"],
+        )
         try:
-            await self._writer.commit(FINISH, row)
+            await self._writer.commit(FINISH, row, *self._events())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -14,6 +14,7 @@ from flowdeck.ids import new_id
 from flowdeck.settings import Settings
 from flowdeck.store.flows import FlowRecord
 from flowdeck.store.runners import heartbeat, recover, register_runner, unregister_runner
+from flowdeck.tracking.events import EventHub
 from flowdeck.tracking.recorder import CallInfo, Recorder
 from flowdeck.tracking.writer import Writer
 
@@ -26,6 +27,7 @@ class Tracker:
         self.settings = settings
         self.kind = kind
         self.runner_id: str | None = None
+        self.events = EventHub(engine)
         self._writer: Writer | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -39,7 +41,7 @@ class Tracker:
         self.recovered = recover(
             self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
         )
-        self._writer = Writer(self.engine)
+        self._writer = Writer(self.engine, self.events)
         self._writer.start()
         self._heartbeat = threading.Thread(target=self._beat, name="flowdeck-heartbeat", daemon=True)
         self._heartbeat.start()

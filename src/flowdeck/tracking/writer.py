@@ -24,6 +24,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from flowdeck.store.executions import Batch, SqliteWrites, postgres_batch_params, postgres_batch_sql
+from flowdeck.tracking.events import Event, EventHub, notify_payloads
 
 log = logging.getLogger("flowdeck.tracking")
 
@@ -50,7 +51,7 @@ class _Sqlite:
         self._writes = SqliteWrites()
         self._connection: Any = None
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch, events: list[Event]) -> None:
         if self._connection is None:
             self._connection = self._engine.raw_connection()
         self._writes.write(self._connection.driver_connection, batch)
@@ -68,14 +69,16 @@ class _Postgres:
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Batch, events: list[Event]) -> None:
+        """One statement: the writes, and the events as notices delivered when it commits."""
         if self._connection is None or self._connection.closed:
             self._connection = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
-        sql = postgres_batch_sql(len(batch.executions), len(batch.steps), len(batch.finishes))
+        notices = notify_payloads(events)
+        sql = postgres_batch_sql(len(batch.executions), len(batch.steps), len(batch.finishes), len(notices))
         try:
-            await self._connection.execute(sql, postgres_batch_params(batch), prepare=True)
+            await self._connection.execute(sql, postgres_batch_params(batch, notices), prepare=True)
         except psycopg.OperationalError:
             await self.close()  # the next batch connects afresh
             raise
@@ -87,10 +90,15 @@ class _Postgres:
 
 
 class Writer:
-    def __init__(self, engine: Engine) -> None:
+    """``hub`` gets the events of what was written, once it is committed (on PostgreSQL through the
+    database, so that every server's hub gets them)."""
+
+    def __init__(self, engine: Engine, hub: EventHub | None = None) -> None:
         self._backend = _Sqlite(engine) if engine.dialect.name == "sqlite" else _Postgres(engine)
+        self.hub = hub
         self._steps: dict[tuple[str, int], dict[str, Any]] = {}
         self._commits: list[Op] = []
+        self._events: list[Event] = []
         self._ready = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -100,21 +108,25 @@ class Writer:
         """Start writing, on the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="flowdeck-writer")
 
-    def write(self, kind: str, row: dict[str, Any]) -> None:
+    def write(self, kind: str, row: dict[str, Any], *events: Event) -> None:
         """Queue a step write nobody waits for; the later state of a step replaces an unwritten one."""
         if self._closed:
             raise WriterClosed("the execution writer is closed")
         self._steps[(row["execution_id"], row["idx"])] = row
+        if self.hub is not None:
+            self._events.extend(events)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(STEP_DELAY_S, self._ready.set)
 
-    async def commit(self, kind: str, row: dict[str, Any]) -> None:
+    async def commit(self, kind: str, row: dict[str, Any], *events: Event) -> None:
         """Write now and wait for the commit; raise the database's error if it fails. A caller that is
         cancelled while waiting does not stop the write."""
         if self._closed or self._task is None:
             raise WriterClosed("the execution writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commits.append((kind, row, future))
+        if self.hub is not None:
+            self._events.extend(events)
         if self._backend.inline:
             await self._flush()
         else:
@@ -144,26 +156,32 @@ class Writer:
             self._timer = None
         steps, self._steps = self._steps, {}
         commits, self._commits = self._commits, []
+        events, self._events = self._events, []
         ops: list[Op] = [(STEP, row, None) for row in steps.values()] + commits
         for start in range(0, len(ops), MAX_BATCH):
-            await self._write(ops[start : start + MAX_BATCH])
+            last = start + MAX_BATCH >= len(ops)
+            await self._write(ops[start : start + MAX_BATCH], events if last else [])
 
-    async def _write(self, ops: list[Op]) -> None:
+    async def _write(self, ops: list[Op], events: list[Event]) -> None:
         try:
-            await self._backend.write(_batch(ops))
+            await self._backend.write(_batch(ops), events)
         except Exception as exc:
             if len(ops) == 1:
                 _settle(ops, exc)
                 return
-            for op in ops:  # find the bad write: the others still go through, each alone
+            # find the bad write: the others still go through, each alone (their events are dropped:
+            # a watcher that missed one catches up at the execution's next event)
+            for op in ops:
                 try:
-                    await self._backend.write(_batch([op]))
+                    await self._backend.write(_batch([op]), [])
                 except Exception as alone:
                     _settle([op], alone)
                 else:
                     _settle([op], None)
             return
         _settle(ops, None)
+        if events and self.hub is not None and not self.hub.via_database:
+            self.hub.dispatch(events)
 
 
 def _batch(ops: list[Op]) -> Batch:

@@ -1,0 +1,1 @@
+"""The HTTP API: flows, executions and their live events, as JSON."""

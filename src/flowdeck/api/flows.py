@@ -1,0 +1,130 @@
+"""``/api/flows``: create, read, update and delete flows. A body is checked exactly as a flow file
+is, and every problem comes back with its place."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from flowdeck.api.models import Detail, Flow, FlowList, FlowProblems
+from flowdeck.flows import FlowError, parse_flow
+from flowdeck.runtime import Runtime
+from flowdeck.store import flows as store
+from flowdeck.store.executions import iso
+
+router = APIRouter(prefix="/api/flows", tags=["flows"])
+
+DEFINITION_EXAMPLE = {
+    "name": "hello",
+    "description": "Greets someone.",
+    "input_schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    "nodes": [{"id": "greet", "type": "transform", "config": {"value": "Hello, {{ input.name }}!"}}],
+}
+
+
+DefinitionBody = Annotated[
+    Any, Body(description="A flow definition, as in a flow file", examples=[DEFINITION_EXAMPLE])
+]
+
+
+def flow_json(record: store.FlowRecord) -> dict[str, Any]:
+    return {
+        **record.definition,
+        "id": record.id,
+        "revision": record.revision,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+        "deleted_at": iso(record.deleted_at),
+    }
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def _problems(exc: FlowError) -> JSONResponse:
+    count = len(exc.problems)
+    body = {
+        "detail": f"the flow has {count} problem{'s' if count != 1 else ''}",
+        "problems": [{"place": p.place, "message": p.message} for p in exc.problems],
+    }
+    return JSONResponse(body, status_code=422)
+
+
+def _found(call: Any) -> Any:
+    try:
+        return call()
+    except store.FlowNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("", response_model=FlowList, summary="The live flows")
+def list_flows(request: Request) -> dict[str, Any]:
+    return {"items": [flow_json(record) for record in store.list_flows(_runtime(request).engine)]}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Flow,
+    responses={409: {"model": Detail}, 422: {"model": FlowProblems}},
+    summary="Create a flow",
+)
+async def create_flow(request: Request, definition: DefinitionBody) -> Any:
+    try:
+        checked = parse_flow(definition, "request body")
+    except FlowError as exc:
+        return _problems(exc)
+    runtime = _runtime(request)
+    try:
+        record = await run_in_threadpool(
+            store.create_flow, runtime.engine, checked.model_dump(mode="json", exclude_none=True)
+        )
+    except store.FlowNameTaken as exc:
+        raise HTTPException(409, str(exc)) from None
+    runtime.catalog.refresh()  # the tool list changes now, not at the next look
+    return flow_json(record)
+
+
+@router.get("/{flow_id}", response_model=Flow, responses={404: {"model": Detail}}, summary="One flow")
+def get_flow(request: Request, flow_id: str) -> dict[str, Any]:
+    """A deleted flow is still found by its id, with `deleted_at` set."""
+    return flow_json(_found(lambda: store.get_flow(_runtime(request).engine, flow_id)))
+
+
+@router.put(
+    "/{flow_id}",
+    response_model=Flow,
+    responses={404: {"model": Detail}, 409: {"model": Detail}, 422: {"model": FlowProblems}},
+    summary="Replace a flow's definition",
+)
+async def update_flow(request: Request, flow_id: str, definition: DefinitionBody) -> Any:
+    """The revision grows by one. A flow may be renamed; a deleted flow can't be changed."""
+    try:
+        checked = parse_flow(definition, "request body")
+    except FlowError as exc:
+        return _problems(exc)
+    runtime = _runtime(request)
+    try:
+        record = await run_in_threadpool(
+            _found,
+            lambda: store.update_flow(
+                runtime.engine, flow_id, checked.model_dump(mode="json", exclude_none=True)
+            ),
+        )
+    except store.FlowNameTaken as exc:
+        raise HTTPException(409, str(exc)) from None
+    runtime.catalog.refresh()
+    return flow_json(record)
+
+
+@router.delete("/{flow_id}", status_code=204, responses={404: {"model": Detail}}, summary="Delete a flow")
+async def delete_flow(request: Request, flow_id: str) -> Response:
+    """The flow stops being a tool; its executions stay, with its id and name."""
+    runtime = _runtime(request)
+    await run_in_threadpool(_found, lambda: store.delete_flow(runtime.engine, flow_id))
+    runtime.catalog.refresh()
+    return Response(status_code=204)

@@ -1,0 +1,164 @@
+"""Bulk-inserting realistic executions: for benchmarks, and for trying the UI at scale.
+
+Each seeded execution has 10 steps of about 300 bytes of output, mixed outcomes (mostly fulfilled,
+some failing at a random node, a few timed out) and a start time spread over the last 14 days, with
+ids that sort by that time like real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine
+
+from flowdeck.store.executions import EXECUTION_COLUMNS, STEP_COLUMNS, params_preview
+from flowdeck.store.flows import FlowRecord
+
+SEED_RUNNER = "00000000-0000-7000-8000-000000000000"
+STEPS = 10
+SPREAD_US = 14 * 24 * 3600 * 1_000_000
+CHUNK = 2000
+_ROW_COLUMNS = (*EXECUTION_COLUMNS, "ended_at", "error_type", "error_message", "error_node_id")
+
+
+def uuid7_at(ms: int, counter: int) -> str:
+    """A UUIDv7 for a given millisecond; ``counter`` (12 bits) orders ids within it."""
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (counter & 0xFFF) << 64 | 0b10 << 62
+    value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def _outputs(rng: random.Random) -> list[list[str]]:
+    """A pool of outputs, about 300 bytes each, per step: varied enough to look real, made once."""
+    pool = []
+    for index in range(STEPS):
+        variants = []
+        for _ in range(32):
+            value = {
+                "node": f"step_{index}",
+                "ok": True,
+                "items": [
+                    {"sku": f"SKU-{rng.randrange(10**6):06d}", "qty": rng.randrange(1, 9)} for _ in range(4)
+                ],
+                "note": "seeded output: " + "lorem ipsum dolor sit amet " * 4,
+            }
+            variants.append(json.dumps(value, separators=(",", ":")))
+        pool.append(variants)
+    return pool
+
+
+def _rows(
+    flow: FlowRecord, count: int, rng: random.Random
+) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    outputs = _outputs(rng)
+    now_us = time.time_ns() // 1000
+    start_us = now_us - SPREAD_US
+    gap_us = SPREAD_US / max(count, 1)
+    last_ms, counter = -1, 0
+    for n in range(count):
+        started = int(start_us + n * gap_us)
+        ms = started // 1000
+        counter = counter + 1 if ms == last_ms else 0
+        last_ms = ms
+        execution_id = uuid7_at(ms, counter)
+        roll = rng.random()
+        failed_at = rng.randrange(STEPS) if roll < 0.12 else None
+        timed_out = failed_at is None and roll < 0.14
+        params = {
+            "order_id": f"ord-{n:08d}",
+            "customer": f"cust-{rng.randrange(10**5):05d}",
+            "priority": rng.randrange(3),
+        }
+        at = started
+        steps = []
+        for index in range(STEPS):
+            duration = rng.randrange(200, 40_000)
+            error = None
+            status = "fulfilled"
+            if index == failed_at:
+                status, error = "error", f"upstream answered 502 at step_{index}"
+            elif timed_out and index == STEPS - 1:
+                status, error = "error", "timed out after 300 s"
+            steps.append(
+                {
+                    "execution_id": execution_id,
+                    "idx": index,
+                    "node_id": f"step_{index}",
+                    "node_type": "transform" if index % 3 else "http",
+                    "status": status,
+                    "started_at": at,
+                    "ended_at": at + duration,
+                    "output": outputs[index][n % 32] if status == "fulfilled" else None,
+                    "output_truncated": False,
+                    "error": error,
+                }
+            )
+            at += duration
+            if status == "error":
+                break
+        error_step = steps[-1] if steps[-1]["status"] == "error" else None
+        execution = {
+            "id": execution_id,
+            "flow_id": flow.id,
+            "flow_name": flow.name,
+            "flow_revision": flow.revision,
+            "status": "error" if error_step else "fulfilled",
+            "started_at": started,
+            "params_preview": params_preview(params),
+            "initial_params": json.dumps(params, separators=(",", ":")),
+            "input": None,
+            "params_truncated": False,
+            "steps_total": STEPS,
+            "client_name": rng.choice(["claude-desktop", "cursor", "mcp-inspector", "flowdeck-call"]),
+            "client_version": "1.0",
+            "transport": rng.choice(["http", "stdio"]),
+            "runner_id": SEED_RUNNER,
+            "ended_at": at,
+            "error_type": ("timeout" if timed_out else "node_error") if error_step else None,
+            "error_message": error_step["error"] if error_step else None,
+            "error_node_id": error_step["node_id"] if error_step else None,
+        }
+        yield execution, steps
+
+
+def seed_executions(engine: Engine, flow: FlowRecord, count: int, *, seed: int = 1) -> int:
+    """Insert ``count`` executions of ``flow``; returns how many. Chunks of a few thousand per
+    transaction; PostgreSQL takes the step rows by COPY."""
+    rng = random.Random(seed)
+    postgres = engine.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+
+    def insert(table: str, columns: tuple[str, ...]) -> str:
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+    insert_execution, insert_step = (
+        insert("executions", _ROW_COLUMNS),
+        insert("execution_steps", STEP_COLUMNS),
+    )
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        done = 0
+        rows = _rows(flow, count, rng)
+        while done < count:
+            chunk = [next(rows) for _ in range(min(CHUNK, count - done))]
+            cursor.executemany(insert_execution, [tuple(e[c] for c in _ROW_COLUMNS) for e, _ in chunk])
+            step_rows = [tuple(s[c] for c in STEP_COLUMNS) for _, steps in chunk for s in steps]
+            if postgres:
+                with cursor.copy(f"COPY execution_steps ({', '.join(STEP_COLUMNS)}) FROM STDIN") as copy:
+                    for row in step_rows:
+                        copy.write_row(row)
+            else:
+                cursor.executemany(insert_step, step_rows)
+            connection.commit()
+            done += len(chunk)
+        cursor.close()
+    finally:
+        connection.close()
+    return count

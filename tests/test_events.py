@@ -1,0 +1,131 @@
+"""Live events over Server-Sent Events: what a browser watching a flow or an execution receives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from sqlalchemy import Engine
+
+from flowdeck.settings import Settings
+from flowdeck.store.flows import find_live_flow
+from tests.support.server import served
+from tests.support.sse import Received, read_events
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
+
+
+@pytest.fixture
+def base(settings: Settings) -> Iterator[str]:
+    with served(settings, [EXAMPLES]) as url:
+        yield url
+
+
+async def _until(events, stop) -> list[Received]:  # type: ignore[no-untyped-def]
+    got = []
+    with anyio.fail_after(20):
+        async for received in events:
+            if received.event == "comment":
+                continue
+            got.append(received)
+            if stop(received):
+                return got
+    raise AssertionError("the stream ended")
+
+
+async def _watching(events) -> None:  # type: ignore[no-untyped-def]
+    with anyio.fail_after(10):
+        async for received in events:
+            if received.event == "comment" and received.data == "watching":
+                return
+
+
+async def test_a_flow_stream_gets_start_each_node_and_end(base: str, engine: Engine) -> None:
+    flow = find_live_flow(engine, "slow_report")
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        http.stream("GET", f"/api/flows/{flow.id}/events") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = read_events(response)
+        await _watching(events)
+        async with Client(f"{base}/mcp") as mcp:
+            result = await mcp.call_tool("slow_report", {"pause_s": 0.05})
+        got = await _until(events, lambda r: r.data["status"] != "pending")
+    execution_id = result.meta["flowdeck/execution_id"]
+    assert {r.event for r in got} == {"execution"}
+    assert [(r.data["status"], r.data["steps_done"]) for r in got] == [
+        ("pending", 0), ("pending", 1), ("pending", 2), ("pending", 3), ("fulfilled", 3),
+    ]  # fmt: skip
+    assert {r.data["id"] for r in got} == {execution_id}
+    last = got[-1].data
+    assert last["flow_name"] == "slow_report" and last["steps_total"] == 3 and last["ended_at"].endswith("Z")
+    assert last["duration_ms"] > 0 and last["params_preview"] == "pause_s: 0.05"
+    ids = [r.id for r in got]
+    assert len(set(ids)) == len(ids)
+
+
+async def test_an_execution_stream_gets_its_steps(base: str, engine: Engine) -> None:
+    async with Client(f"{base}/mcp") as mcp, anyio.create_task_group() as group:
+        group.start_soon(mcp.call_tool, "slow_report", {"pause_s": 0.4})
+        with anyio.fail_after(10):
+            while True:
+                items = httpx.get(f"{base}/api/executions", params={"status": "pending"}).json()["items"]
+                if items:
+                    break
+                await anyio.sleep(0.02)
+        execution_id = items[0]["id"]
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=30) as http,
+            http.stream("GET", f"/api/executions/{execution_id}/events") as response,
+        ):
+            events = read_events(response)
+            got = await _until(events, lambda r: r.event == "execution" and r.data["status"] != "pending")
+    steps = [(r.data["node_id"], r.data["status"]) for r in got if r.event == "step"]
+    # it joined while "gather" ran: it sees the rest, in order
+    assert steps[-4:] == [
+        ("crunch", "pending"),
+        ("crunch", "fulfilled"),
+        ("format", "pending"),
+        ("format", "fulfilled"),
+    ]
+    assert all(r.data["execution_id"] == execution_id for r in got if r.event == "step")
+    assert got[-1].data["status"] == "fulfilled"
+
+
+async def test_reconnecting_with_last_event_id_misses_nothing(base: str, engine: Engine) -> None:
+    flow = find_live_flow(engine, "hello")
+    url = f"/api/flows/{flow.id}/events"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http, Client(f"{base}/mcp") as mcp:
+        async with http.stream("GET", url) as response:
+            events = read_events(response)
+            await _watching(events)
+            await mcp.call_tool("hello", {"name": "one"})
+            first = await _until(events, lambda r: r.data["status"] != "pending")
+        # disconnected: two more executions happen meanwhile
+        missed = [await mcp.call_tool("hello", {"name": name}) for name in ("two", "three")]
+        async with http.stream("GET", url, headers={"Last-Event-ID": first[-1].id}) as response:
+            events = read_events(response)
+            replayed = await _until(
+                events,
+                lambda r: (
+                    r.data["id"] == missed[-1].meta["flowdeck/execution_id"] and r.data["status"] != "pending"
+                ),
+            )
+        async with http.stream("GET", url, headers={"Last-Event-ID": "somewhere-else-12"}) as response:
+            events = read_events(response)
+            told = await _until(events, lambda r: True)
+    finals = [r.data["id"] for r in replayed if r.data["status"] == "fulfilled"]
+    assert finals == [result.meta["flowdeck/execution_id"] for result in missed]
+    assert told[0].event == "reload"
+    assert "not known here" in told[0].data["reason"]
+
+
+async def test_unknown_ids_have_no_stream(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base) as http:
+        assert (await http.get("/api/flows/nope/events")).status_code == 404
+        assert (await http.get("/api/executions/nope/events")).status_code == 404

@@ -1,0 +1,183 @@
+"""Several `flowdeck serve` processes on one PostgreSQL: tools, events and recovery cross servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from sqlalchemy import insert
+
+from flowdeck.store import db
+from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store.runners import recover
+from flowdeck.store.tables import executions, runners
+from tests.support.postgres import Cluster, free_port
+from tests.support.sse import read_events
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
+SLOW = {
+    "name": "very_slow",
+    "nodes": [
+        {"id": "first", "type": "transform", "config": {"value": 1}},
+        {"id": "stuck", "type": "delay", "config": {"seconds": 120}},
+    ],
+}
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    return pg_cluster.create_database(
+        f"several_{os.getpid()}_{time.monotonic_ns()}", template="flowdeck_template"
+    )
+
+
+def _serve(url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "FLOWDECK_DATABASE_URL": url, "FLOWDECK_HEARTBEAT_S": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(EXAMPLES)],
+        env=env,
+        cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("a server did not start")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    a, base_a = _serve(pg_url, tmp_path)
+    b, base_b = _serve(pg_url, tmp_path)
+    try:
+        yield base_a, base_b, a
+    finally:
+        for process in (a, b):
+            process.kill()
+            process.wait(30)
+
+
+async def test_tools_and_events_cross_servers(two_servers: tuple[str, str, subprocess.Popen[bytes]]) -> None:
+    base_a, base_b, _ = two_servers
+    created = httpx.post(f"{base_a}/api/flows", json={**SLOW, "name": "made_on_a"})
+    assert created.status_code == 201
+    async with Client(f"{base_b}/mcp") as mcp_b:
+        with anyio.fail_after(15):
+            while "made_on_a" not in [tool.name for tool in (await mcp_b.list_tools()).tools]:
+                await anyio.sleep(0.2)
+
+    hello = httpx.get(f"{base_b}/api/flows").json()["items"]
+    hello_id = next(flow["id"] for flow in hello if flow["name"] == "hello")
+    async with (
+        httpx.AsyncClient(base_url=base_b, timeout=30) as http,
+        http.stream("GET", f"/api/flows/{hello_id}/events") as response,
+    ):
+        events = read_events(response)
+        with anyio.fail_after(10):
+            async for received in events:
+                if received.event == "comment" and received.data == "watching":
+                    break
+        async with Client(f"{base_a}/mcp") as mcp_a:
+            result = await mcp_a.call_tool("hello", {"name": "from A"})
+        execution_id = result.meta["flowdeck/execution_id"]
+        seen = []
+        with anyio.fail_after(15):
+            async for received in events:
+                if received.event == "execution":
+                    seen.append((received.data["id"], received.data["status"]))
+                    if received.data["status"] != "pending":
+                        break
+    assert seen[-1] == (execution_id, "fulfilled")
+    assert seen[0] == (execution_id, "pending")
+
+
+async def test_a_killed_server_is_recovered_by_a_live_one(
+    two_servers: tuple[str, str, subprocess.Popen[bytes]], pg_url: str
+) -> None:
+    base_a, base_b, process_a = two_servers
+    assert httpx.post(f"{base_a}/api/flows", json=SLOW).status_code == 201
+    engine = db.open_engine(pg_url)
+    async with Client(f"{base_a}/mcp") as mcp_a, anyio.create_task_group() as group:
+        group.start_soon(mcp_a.call_tool, "very_slow", {})
+        with anyio.fail_after(15):
+            while not list_executions(engine, status="pending").items:
+                await anyio.sleep(0.1)
+        execution_id = list_executions(engine, status="pending").items[0].id
+        with anyio.fail_after(15):
+            while [s.status for s in get_execution(engine, execution_id).steps] != ["fulfilled", "pending"]:
+                await anyio.sleep(0.1)
+        killed_at = time.monotonic()
+        process_a.send_signal(signal.SIGKILL)
+        group.cancel_scope.cancel()
+    with anyio.fail_after(60):
+        while httpx.get(f"{base_b}/api/executions/{execution_id}").json()["status"] == "pending":
+            await anyio.sleep(0.2)
+    took = time.monotonic() - killed_at
+    record = httpx.get(f"{base_b}/api/executions/{execution_id}").json()
+    assert record["error"]["type"] == "interrupted"
+    assert record["error"]["node_id"] == "stuck"
+    assert took < 60
+    engine.dispose()
+
+
+def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
+    engine = db.open_engine(pg_url)
+    dead = "01000000-0000-7000-8000-00000000dead"
+    with engine.begin() as connection:
+        connection.execute(
+            insert(runners).values(
+                id=dead, kind="serve", hostname="elsewhere/boot", pid=1, started_at=0, heartbeat_at=0
+            )
+        )
+        connection.execute(
+            insert(executions),
+            [
+                {
+                    "id": f"01000000-0000-7000-8000-{n:012d}",
+                    "flow_id": "f",
+                    "flow_name": "f",
+                    "flow_revision": 1,
+                    "status": "pending",
+                    "started_at": 1,
+                    "params_preview": "",
+                    "initial_params": "{}",
+                    "steps_total": 1,
+                    "transport": "http",
+                    "runner_id": dead,
+                }
+                for n in range(300)
+            ],
+        )
+    marked: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def race() -> None:
+        barrier.wait()
+        marked.append(recover(engine, stale_after_s=30))
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(marked) == 300
+    assert list_executions(engine, status="pending").total == 0
+    assert list_executions(engine, status="error").total == 300
+    engine.dispose()

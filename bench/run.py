@@ -14,6 +14,7 @@ from tests.support.postgres import Cluster
 
 from bench.mcp_load import mcp_rows
 from bench.overhead import overhead_rows
+from bench.scale import scale_rows
 
 RESULTS = Path(__file__).parent / "results.json"
 
@@ -24,14 +25,15 @@ def main() -> None:
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as folder:
-        rows += overhead_rows(f"sqlite:///{folder}/bench.db", "sqlite", quick=args.quick)
     cluster = Cluster(durable=True).start()  # fsync on: the figures are for a real set-up
     try:
-        rows += overhead_rows(cluster.create_database("bench"), "postgres", quick=args.quick)
+        with tempfile.TemporaryDirectory() as folder:
+            rows += overhead_rows(f"sqlite:///{folder}/bench.db", "sqlite", quick=args.quick)
+            rows += overhead_rows(cluster.create_database("bench"), "postgres", quick=args.quick)
+            rows += mcp_rows(quick=args.quick)
+            rows += scale_rows(Path(folder), cluster.create_database("scale"), quick=args.quick)
     finally:
         cluster.remove()
-    rows += mcp_rows(quick=args.quick)
 
     machine = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores"
     RESULTS.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows}, indent=2) + "\n")

@@ -158,6 +158,9 @@ def seed_executions(engine: Engine, flow: FlowRecord, count: int, *, seed: int =
                 cursor.executemany(insert_step, step_rows)
             connection.commit()
             done += len(chunk)
+        # fresh statistics, so that the planner knows the tables just grew (autovacuum would, later)
+        cursor.execute("ANALYZE executions" if postgres else "ANALYZE")
+        connection.commit()
         cursor.close()
     finally:
         connection.close()

@@ -1,0 +1,141 @@
+"""History at scale: API latency for the first page, the last page and one execution of a flow with
+1,000,000 executions (plus 100,000 over 20 other flows), on SQLite and PostgreSQL; and the bytes
+SQLite stores per execution. QUICK: 100,000 and 10,000."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.support.postgres import free_port
+
+from flowdeck.flows import load_flow_text
+from flowdeck.store import db
+from flowdeck.store.flows import import_flow
+from flowdeck.store.seed import seed_executions
+
+OTHER_FLOWS = 20
+
+
+def _flow(name: str) -> dict[str, Any]:
+    nodes = "\n".join(f"  - {{id: step_{i}, type: transform, config: {{value: {i}}}}}" for i in range(10))
+    return load_flow_text(f"name: {name}\nnodes:\n{nodes}\n").model_dump(exclude_none=True)
+
+
+def seed(url: str, main: int, others: int) -> str:
+    """Create the flows and their executions; the main flow's id."""
+    engine = db.open_engine(url)
+    db.upgrade(engine)
+    flow, _ = import_flow(engine, _flow("big_flow"))
+    seed_executions(engine, flow, main, seed=1)
+    for n in range(OTHER_FLOWS):
+        other, _ = import_flow(engine, _flow(f"other_{n:02d}"))
+        seed_executions(engine, other, others // OTHER_FLOWS, seed=n + 2)
+    if engine.dialect.name == "postgresql":
+        # what autovacuum would do in the next minutes, done now: the figures are of a settled database
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM (ANALYZE) executions, execution_steps, execution_counts")
+    engine.dispose()
+    return flow.id
+
+
+@contextlib.contextmanager
+def serving(url: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "FLOWDECK_DATABASE_URL": url}
+    process = subprocess.Popen([sys.executable, "-m", "flowdeck", "serve", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def p95_ms(call: Callable[[], httpx.Response], times: int) -> float:
+    for _ in range(5):
+        call()
+    samples = []
+    for _ in range(times):
+        started = time.perf_counter()
+        response = call()
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return round(sorted(samples)[int(len(samples) * 0.95) - 1], 2)
+
+
+def measure(url: str, label: str, flow_id: str, *, times: int) -> list[dict[str, Any]]:
+    with serving(url) as base, httpx.Client(base_url=base, timeout=60) as http:
+        first = http.get(f"/api/flows/{flow_id}/executions").json()
+        pages, total = first["pages"], first["total"]
+        ids = [item["id"] for item in first["items"]]
+        ids += [
+            item["id"]
+            for item in http.get(f"/api/flows/{flow_id}/executions", params={"page": pages // 2}).json()[
+                "items"
+            ]
+        ]
+        rng = random.Random(7)
+        page1 = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions"), times)
+        last = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions", params={"page": pages}), times)
+        detail = p95_ms(lambda: http.get(f"/api/executions/{rng.choice(ids)}"), times)
+    note = f"{total:,} executions of the flow, p95 of {times} sequential requests"
+    return [
+        {"name": f"list_page1_p95_ms_{label}", "value": page1, "unit": "ms", "note": note},
+        {
+            "name": f"list_last_page_p95_ms_{label}",
+            "value": last,
+            "unit": "ms",
+            "note": f"page {pages}; {note}",
+        },
+        {"name": f"detail_p95_ms_{label}", "value": detail, "unit": "ms", "note": f"10 steps; {note}"},
+    ]
+
+
+def bytes_per_execution(path: Path) -> float:
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        count = connection.execute("SELECT count(*) FROM executions").fetchone()[0]
+    return path.stat().st_size / count
+
+
+def scale_rows(sqlite_folder: Path, postgres_url: str, *, quick: bool) -> list[dict[str, Any]]:
+    main, others = (100_000, 10_000) if quick else (1_000_000, 100_000)
+    times = 100 if quick else 300
+    rows: list[dict[str, Any]] = []
+    path = sqlite_folder / "scale.db"
+    started = time.perf_counter()
+    flow_id = seed(f"sqlite:///{path}", main, others)
+    seeded_in = time.perf_counter() - started
+    rows += measure(f"sqlite:///{path}", "sqlite", flow_id, times=times)
+    rows.append(
+        {
+            "name": "bytes_per_execution_sqlite",
+            "value": round(bytes_per_execution(path)),
+            "unit": "bytes",
+            "note": f"database file / {main + others:,} executions of 10 steps (~300 bytes of output each); "
+            f"seeded in {seeded_in:.0f} s",
+        }
+    )
+    flow_id = seed(postgres_url, main, others)
+    rows += measure(postgres_url, "postgres", flow_id, times=times)
+    return rows

@@ -317,12 +317,24 @@ async def test_a_foreign_origin_or_host_is_refused(url: str) -> None:
     assert good.status_code == 200
 
 
-async def test_stateless_mode_serves_both_generations(settings: Settings, engine: Engine) -> None:
+async def test_stateless_mode_serves_both_generations_with_progress(
+    settings: Settings, engine: Engine
+) -> None:
     with served(settings, [EXAMPLES], stateless=True) as base:
         for mode in MODES:
+            seen: list[str | None] = []
+
+            async def on_progress(
+                progress: float, total: float | None, message: str | None, seen: list = seen
+            ) -> None:
+                seen.append(message)
+
             async with client(f"{base}/mcp", mode) as mcp:
-                result = await mcp.call_tool("hello", {"name": mode})
+                result = await mcp.call_tool(
+                    "slow_report", {"topic": mode, "pause_s": 0}, progress_callback=on_progress
+                )
             assert record_of(engine, result).summary.status == "fulfilled"
+            assert seen == ["gather", "crunch", "format"]
 
 
 async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(probe: Any) -> None:

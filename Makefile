@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev run test bench lint clean
+.PHONY: install dev chromium run test bench lint screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,21 @@ dev: $(VENV)/.dev
 run: install
 	$(BIN)/flowdeck serve --host $(HOST) --port $(PORT) --flows examples/flows
 
-test: dev
+# The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
+
+test: dev chromium
 	$(BIN)/python -m pytest
 
 bench: dev
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+screenshots: dev chromium
+	$(BIN)/python -m tests.e2e.screenshots docs/screenshots
 
 lint: dev
 	$(BIN)/ruff check .

@@ -111,6 +111,45 @@ def measure(url: str, label: str, flow_id: str, *, times: int) -> list[dict[str,
     ]
 
 
+def usage_rows(url: str, flow_id: str, *, times: int) -> list[dict[str, Any]]:
+    """The Usage tab's HTML (p95), and in Chromium the time from a click on an execution to its
+    details on screen (median and p95)."""
+    from playwright.sync_api import sync_playwright
+    from tests.e2e.conftest import CHROMIUM_ARGS, chromium_path
+
+    with serving(url) as base, httpx.Client(base_url=base, timeout=60) as http:
+        usage = p95_ms(lambda: http.get(f"/flows/{flow_id}/usage"), times)
+        clicks = []
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{base}/flows/{flow_id}/usage")
+            items = page.locator("[data-testid=execution-item]")
+            for n in range(40):
+                item = items.nth(n % 20)
+                execution_id = item.get_attribute("data-execution-id")
+                started = time.perf_counter()
+                item.locator("[data-select]").click()
+                page.locator(f'[data-testid=execution-detail][data-execution-id="{execution_id}"]').wait_for()
+                clicks.append((time.perf_counter() - started) * 1000)
+            browser.close()
+    clicks.sort()
+    return [
+        {
+            "name": "usage_page_p95_ms_sqlite",
+            "value": usage,
+            "unit": "ms",
+            "note": f"the Usage tab's HTML; p95 of {times}",
+        },
+        {
+            "name": "ui_click_to_details_ms_sqlite",
+            "value": round(clicks[len(clicks) // 2], 1),
+            "unit": "ms",
+            "note": f"Chromium: a click on an execution to its details; median of 40, p95 {clicks[37]:.1f} ms",
+        },
+    ]
+
+
 def bytes_per_execution(path: Path) -> float:
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -127,6 +166,7 @@ def scale_rows(sqlite_folder: Path, postgres_url: str, *, quick: bool) -> list[d
     flow_id = seed(f"sqlite:///{path}", main, others)
     seeded_in = time.perf_counter() - started
     rows += measure(f"sqlite:///{path}", "sqlite", flow_id, times=times)
+    rows += usage_rows(f"sqlite:///{path}", flow_id, times=times)
     rows.append(
         {
             "name": "bytes_per_execution_sqlite",

@@ -115,6 +115,17 @@ execution_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
+# Executions per flow, UTC day (days since the epoch) and status, kept by the same triggers: the
+# Usage tab's chart of the last 14 days reads 42 rows, not the executions themselves.
+execution_days = Table(
+    "execution_days",
+    metadata,
+    Column("flow_id", ID, primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
 runners = Table(
     "runners",
     metadata,

@@ -1,0 +1,1 @@
+"""The web UI: server-rendered pages (Jinja2) and a small script for live updates and selection."""

@@ -1,0 +1,149 @@
+"""Page routes. Every state has its URL (`?page=N&execution=ID`); the script swaps in the same
+fragments these routes render, so a page works before, and without, the script."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+
+from flowdeck import __version__
+from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution, list_executions
+from flowdeck.store.flows import FlowNotFound, FlowRecord, get_flow, list_flows
+from flowdeck.store.stats import flow_stats
+from flowdeck.web.views import FILTERS, GLOBALS, chart
+
+PER_PAGE = 20
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters.update(FILTERS)
+templates.env.globals.update(GLOBALS, version=__version__)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.runtime.engine
+
+
+def _flow(engine: Engine, flow_id: str) -> FlowRecord:
+    try:
+        return get_flow(engine, flow_id)
+    except FlowNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def call_line(flow: FlowRecord) -> str:
+    """A `flowdeck call` line that runs the flow, with a placeholder for each required argument."""
+    schema = flow.definition.get("input_schema") or {}
+    properties = schema.get("properties") or {}
+    examples = {"integer": "1", "number": "1.5", "boolean": "true", "array": "[]", "object": "{}"}
+    words = ["flowdeck", "call", flow.name]
+    for name in schema.get("required") or []:
+        example = examples.get((properties.get(name) or {}).get("type"), "…")
+        key = name if re.fullmatch(r"[\w-]+", name) else shlex.quote(name)
+        words.append(f"{key}={example}")
+    return " ".join(words)
+
+
+def _last_execution(engine: Engine, flow_id: str) -> Any:
+    page = list_executions(engine, flow_id=flow_id, per_page=1)
+    return page.items[0] if page.items else None
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> HTMLResponse:
+    engine = _engine(request)
+    rows = []
+    for flow in list_flows(engine, include_deleted=True):
+        last = _last_execution(engine, flow.id)
+        total = list_executions(engine, flow_id=flow.id, per_page=1).total
+        rows.append({"flow": flow, "last": last, "total": total})
+    live = [row for row in rows if not row["flow"].deleted]
+    deleted = [row for row in rows if row["flow"].deleted]
+    return templates.TemplateResponse(request, "index.html", {"live": live, "deleted": deleted})
+
+
+def _flow_page(request: Request, flow_id: str, tab: str, extra: dict[str, Any]) -> HTMLResponse:
+    flow = _flow(_engine(request), flow_id)
+    context = {"flow": flow, "tab": tab, "call_line": call_line(flow), **extra}
+    return templates.TemplateResponse(request, f"flow_{tab}.html", context)
+
+
+@router.get("/flows/{flow_id}", response_class=HTMLResponse)
+def flow_definition(request: Request, flow_id: str) -> HTMLResponse:
+    flow = _flow(_engine(request), flow_id)
+    text = yaml.safe_dump(flow.definition, sort_keys=False, allow_unicode=True, width=100)
+    return _flow_page(
+        request, flow_id, "definition", {"yaml": text, "nodes": flow.definition.get("nodes", [])}
+    )
+
+
+def _usage_main(engine: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
+    listing = list_executions(engine, flow_id=flow.id, page=page, per_page=PER_PAGE)
+    stats = flow_stats(engine, flow.id)
+    return {
+        "flow": flow,
+        "listing": listing,
+        "stats": stats,
+        "bars": chart(stats),
+        "call_line": call_line(flow),
+    }
+
+
+def _detail(engine: Engine, execution_id: str | None) -> Any:
+    if not execution_id:
+        return None
+    try:
+        return get_execution(engine, execution_id)
+    except ExecutionNotFound:
+        return None
+
+
+@router.get("/flows/{flow_id}/usage", response_class=HTMLResponse)
+def flow_usage(
+    request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
+) -> HTMLResponse:
+    engine = _engine(request)
+    flow = _flow(engine, flow_id)
+    main = _usage_main(engine, flow, page)
+    return _flow_page(
+        request, flow_id, "usage", {**main, "record": _detail(engine, execution), "selected": execution}
+    )
+
+
+@router.get("/flows/{flow_id}/usage/main", response_class=HTMLResponse)
+def flow_usage_main(
+    request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
+) -> HTMLResponse:
+    """The stats, the list and its pages, for the script to swap in."""
+    engine = _engine(request)
+    context = {**_usage_main(engine, _flow(engine, flow_id), page), "selected": execution}
+    return templates.TemplateResponse(request, "_usage_main.html", context)
+
+
+@router.get("/executions/{execution_id}/panel", response_class=HTMLResponse)
+def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
+    """One execution's details, for the script to swap in."""
+    record = _detail(_engine(request), execution_id)
+    if record is None:
+        raise HTTPException(404, f"no execution with id {execution_id!r}")
+    return templates.TemplateResponse(request, "_detail.html", {"record": record})
+
+
+@router.get("/executions", response_class=HTMLResponse)
+def all_executions(
+    request: Request, flow: str | None = None, status: str | None = None, page: int = Query(1, ge=1)
+) -> HTMLResponse:
+    engine = _engine(request)
+    status = status if status in STATUSES else None
+    flows = list_flows(engine, include_deleted=True)
+    listing = list_executions(engine, flow_id=flow or None, status=status, page=page, per_page=PER_PAGE)
+    context = {"flows": flows, "listing": listing, "flow_filter": flow or "", "status_filter": status or ""}
+    return templates.TemplateResponse(request, "executions.html", context)

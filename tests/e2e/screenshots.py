@@ -1,0 +1,67 @@
+"""``make screenshots``: the Usage tab, light and dark, with a failed execution selected, saved to the
+folder given (docs/screenshots)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from mcp import Client
+from playwright.sync_api import sync_playwright
+
+from flowdeck.settings import Settings
+from flowdeck.store import db
+from flowdeck.store.flows import find_live_flow
+from flowdeck.store.seed import seed_executions
+from tests.e2e.conftest import CHROMIUM_ARGS, EXAMPLES, chromium_path
+from tests.support.server import served
+
+
+def _calls(base: str) -> str:
+    async def go() -> str:
+        async with Client(f"{base}/mcp") as client:
+            for amount in (120, 80.5, 990):
+                await client.call_tool("charge_card", {"amount": amount, "currency": "EUR"})
+            failed = await client.call_tool("charge_card", {"amount": 5000, "currency": "EUR"})
+            await client.call_tool("charge_card", {"amount": 42})
+            return failed.meta["flowdeck/execution_id"]
+
+    box: list[str] = []
+    thread = threading.Thread(target=lambda: box.append(asyncio.run(go())))
+    thread.start()
+    thread.join(60)
+    return box[0]
+
+
+def main(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite:///{tmp}/shots.db")
+        with served(settings, [EXAMPLES]) as base:
+            engine = db.open_engine(settings.database_url)
+            flow = find_live_flow(engine, "charge_card")
+            seed_executions(engine, flow, 260)
+            failed = _calls(base)
+            url = f"{base}/flows/{flow.id}/usage?execution={failed}"
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+                for scheme, size, name in (
+                    ("light", {"width": 1400, "height": 900}, "usage-light.png"),
+                    ("dark", {"width": 1400, "height": 900}, "usage-dark.png"),
+                    ("light", {"width": 420, "height": 900}, "usage-phone.png"),
+                ):
+                    page = browser.new_page(viewport=size, color_scheme=scheme)
+                    page.goto(url)
+                    page.get_by_test_id("execution-detail").wait_for()
+                    page.screenshot(path=str(folder / name))
+                    page.close()
+                browser.close()
+            engine.dispose()
+    print(f"screenshots in {folder}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))

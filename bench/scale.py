@@ -145,7 +145,7 @@ def usage_rows(url: str, flow_id: str, *, times: int) -> list[dict[str, Any]]:
             "name": "ui_click_to_details_ms_sqlite",
             "value": round(clicks[len(clicks) // 2], 1),
             "unit": "ms",
-            "note": f"Chromium: a click on an execution to its details; median of 40, p95 {clicks[37]:.1f} ms",
+            "note": f"Chromium: from a click on an execution to its details; p95 {clicks[37]:.1f} ms",
         },
     ]
 

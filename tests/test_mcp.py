@@ -357,3 +357,38 @@ async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(pr
                 assert len(probe.calls) == 2
     finally:
         cluster.remove()
+
+
+async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: str, engine: Engine) -> None:
+    big = "x" * (3 * 1024 * 1024)
+    async with client(url, "legacy") as mcp:
+        result = await mcp.call_tool("hello", {"name": "Ada", "blob": big})
+    assert result.structured_content["greeting"] == "Hello, Ada!"
+    record = record_of(engine, result)
+    assert record.params_truncated is True
+    assert record.initial_params["$truncated"]["bytes"] > 3 * 1024 * 1024
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "hello", "arguments": {"name": "y" * (17 * 1024 * 1024)}},
+    }
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            url,
+            json=body,
+            headers={"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28"},
+        )
+    assert response.status_code == 413
+    assert list_executions(engine).total == 1
+
+
+def test_a_huge_api_body_is_refused(url: str) -> None:
+    base = url.rsplit("/mcp", 1)[0]
+    response = httpx2.post(
+        f"{base}/api/flows",
+        content=b"[" + b"1," * (9 * 1024 * 1024) + b"1]",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]

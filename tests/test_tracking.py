@@ -310,3 +310,45 @@ async def test_the_result_waits_for_the_final_commit_on_a_fresh_connection(
             assert get_execution(other, run.execution_id).summary.status == "fulfilled"
             other.dispose()
     engine.dispose()
+
+
+async def test_secret_arguments_are_stored_as_stars(tracker: Tracker, engine: Engine, add_flow) -> None:
+    flow = add_flow("""
+name: login
+input_schema:
+  type: object
+  properties:
+    user: {type: string}
+    password: {type: string, format: password}
+    api: {type: object, properties: {key: {type: string, writeOnly: true}, region: {type: string, default: eu}}}
+nodes:
+  - {id: use, type: transform, config: {value: "{{ input.password | length }}-{{ input.api.key | length }}"}}
+""")
+    run = await tracker.run(
+        tracker.prepare(flow), {"password": "hunter2", "user": "ada", "api": {"key": "sk-123"}}, CLI
+    )
+    assert run.output == "7-6"  # the flow got the real values
+    record = get_execution(engine, run.execution_id)
+    assert record.initial_params == {"password": "***", "user": "ada", "api": {"key": "***"}}
+    assert record.input == {"password": "***", "user": "ada", "api": {"key": "***", "region": "eu"}}
+    assert record.summary.params_preview == "password: ***"
+
+
+async def test_arguments_nested_too_deeply_are_refused_and_recorded(
+    tracker: Tracker, engine: Engine, add_flow
+) -> None:
+    deep: dict = {}
+    cursor = deep
+    for _ in range(5000):
+        cursor["x"] = {}
+        cursor = cursor["x"]
+    run = await tracker.run(tracker.prepare(add_flow(THREE_STEPS)), {"who": deep}, CLI)
+    record = get_execution(engine, run.execution_id)
+    assert record.error == {
+        "type": "invalid_params",
+        "message": "invalid arguments: arguments nested deeper than 64 levels",
+        "node_id": None,
+    }
+    assert record.params_truncated is True
+    assert "not storable" in record.initial_params["$truncated"]["preview"]
+    assert record.steps == []

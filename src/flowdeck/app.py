@@ -22,6 +22,7 @@ from flowdeck import __version__
 from flowdeck.api import events as events_api
 from flowdeck.api import executions as executions_api
 from flowdeck.api import flows as flows_api
+from flowdeck.limits import BodyLimit
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
 from flowdeck.settings import Settings
@@ -123,6 +124,7 @@ def create_app(
         streamable_http_path="/mcp",
         stateless_http=stateless,
         transport_security=_transport_security(host, settings.allowed_hosts),
+        max_request_body_size=settings.max_request_bytes,
         host=host,
     )
     paths = list(flow_paths)
@@ -146,6 +148,7 @@ def create_app(
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), name="static")
 
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.auth_token:
         backend = _TokenBackend(settings.auth_token)
         _login_routes(app, backend)

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     execution_timeout_s: float = Field(default=300.0, gt=0)
     # the most one node output, or one set of parameters, stores; larger values are cut and marked
     max_value_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # the largest request body accepted (a tool call's arguments, a flow definition); larger: 413
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # how often a process says it is alive, and looks for dead ones
     heartbeat_s: float = Field(default=5.0, gt=0)
     # a runner whose heartbeat is older than this is dead: its pending executions become interrupted

@@ -26,6 +26,7 @@ from flowdeck.engine.templates import (
 )
 
 PENDING, FULFILLED, ERROR, SKIPPED = "pending", "fulfilled", "error", "skipped"
+MAX_DEPTH = 64  # arguments nested deeper are refused: no client needs more, and recursion has limits
 
 
 class FlowNotRunnable(Exception):
@@ -174,12 +175,25 @@ class Observers:
             await observer.execution_finished(run)
 
 
-def _validation_message(errors: list[Any]) -> str:
-    parts = []
-    for error in errors:
+def _problems(errors: Any) -> list[str]:
+    problems = []
+    for error in sorted(errors, key=lambda e: list(e.absolute_path)):
         place = "/".join(str(p) for p in error.absolute_path)
-        parts.append(f"{place}: {error.message}" if place else error.message)
-    return "invalid arguments: " + "; ".join(parts)
+        problems.append(f"{place}: {error.message}" if place else error.message)
+    return problems
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON data nests deeper than ``limit``, found without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 async def run_flow(
@@ -195,14 +209,16 @@ async def run_flow(
     Cancellation of the calling task is recorded as ``cancelled`` and then re-raised.
     """
     started = time.time()
-    arguments = _copy_json(params)
-    errors = sorted(flow.validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
-    run = Run(execution_id, flow, params, None if errors else arguments, started)
+    if _deeper_than(params, MAX_DEPTH):  # refused before anything recursive looks at it
+        arguments, problems = None, [f"arguments nested deeper than {MAX_DEPTH} levels"]
+    else:
+        arguments = _copy_json(params)
+        problems = _problems(flow.validator.iter_errors(arguments))
+    run = Run(execution_id, flow, params, None if problems else arguments, started)
     await observer.execution_started(run)
-    if errors:
-        return await _finish(
-            run, observer, ERROR, error=ExecutionError("invalid_params", _validation_message(errors))
-        )
+    if problems:
+        message = "invalid arguments: " + "; ".join(problems)
+        return await _finish(run, observer, ERROR, error=ExecutionError("invalid_params", message))
 
     timeout_s = flow.timeout_s or default_timeout_s
     context = {

@@ -32,8 +32,14 @@ class ExecutionNotFound(LookupError):
 
 
 def encode_value(value: Any, max_bytes: int) -> tuple[str, bool]:
-    """JSON text of ``value``, or, when longer than ``max_bytes``, a marker that says what was cut."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unknown)
+    """JSON text of ``value``, or, when longer than ``max_bytes`` (or not storable at all), a marker that
+    says what was cut."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unknown)
+    except (RecursionError, ValueError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        marker = {"$truncated": {"bytes": None, "max_bytes": max_bytes, "preview": f"not storable: {reason}"}}
+        return json.dumps(marker), True
     size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
     if size <= max_bytes:
         return text, False
@@ -50,7 +56,10 @@ def params_preview(params: Any) -> str:
     if not isinstance(params, dict) or not params:
         return ""
     name, value = next(iter(params.items()))
-    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_unknown)
+    try:
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_unknown)
+    except (RecursionError, ValueError):
+        shown = "…"
     text = " ".join(f"{name}: {shown}".split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 

@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from flowdeck.engine import Run, Step
+from flowdeck.engine import PreparedFlow, Run, Step
 from flowdeck.store.executions import encode_value, params_preview
 from flowdeck.tracking.events import Event
+from flowdeck.tracking.secrets import has_secrets, mask
 from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
 
 
@@ -36,6 +38,17 @@ class CallInfo:
     client_version: str | None = None
 
 
+_SECRETS: weakref.WeakKeyDictionary[PreparedFlow, bool] = weakref.WeakKeyDictionary()
+
+
+def _has_secrets(flow: PreparedFlow) -> bool:
+    """Looked up once per prepared flow: most flows have no secret argument and skip masking."""
+    found = _SECRETS.get(flow)
+    if found is None:
+        found = _SECRETS[flow] = has_secrets(flow.definition.input_schema)
+    return found
+
+
 def _us(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1_000_000)
 
@@ -53,10 +66,14 @@ class Recorder:
         self._summary: dict[str, Any] = {}
 
     async def execution_started(self, run: Run) -> None:
-        params, params_cut = encode_value(run.initial_params, self._max_bytes)
+        initial, given = run.initial_params, run.input
+        if _has_secrets(run.flow):
+            schema = run.flow.definition.input_schema
+            initial, given = mask(initial, schema), None if given is None else mask(given, schema)
+        params, params_cut = encode_value(initial, self._max_bytes)
         arguments = None
-        if run.input is not None and run.input != run.initial_params:
-            arguments, input_cut = encode_value(run.input, self._max_bytes)
+        if given is not None and given != initial:
+            arguments, input_cut = encode_value(given, self._max_bytes)
             params_cut = params_cut or input_cut
         row = {
             "id": run.execution_id,
@@ -65,7 +82,7 @@ class Recorder:
             "flow_revision": run.flow.revision,
             "status": "pending",
             "started_at": _us(run.started_at),
-            "params_preview": params_preview(run.initial_params),
+            "params_preview": params_preview(initial),
             "initial_params": params,
             "input": arguments,
             "params_truncated": params_cut,

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev chromium run test bench lint screenshots clean
+.PHONY: install dev chromium run test reliability bench lint screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ chromium:
 
 test: dev chromium
 	$(BIN)/python -m pytest
+
+# the crash rounds (also part of `make test`), with their counts shown
+reliability: dev
+	$(BIN)/python -m pytest tests/reliability -s -q
 
 bench: dev
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)

@@ -352,3 +352,21 @@ async def test_arguments_nested_too_deeply_are_refused_and_recorded(
     assert record.params_truncated is True
     assert "not storable" in record.initial_params["$truncated"]["preview"]
     assert record.steps == []
+
+
+async def test_cancelled_while_its_start_is_written_it_still_ends(
+    tracker: Tracker, engine: Engine, add_flow
+) -> None:
+    flow = add_flow("name: quick_wait\nnodes:\n  - {id: nap, type: delay, config: {seconds: 5}}\n")
+    task = asyncio.create_task(tracker.run(tracker.prepare(flow), {}, CLI))
+    await asyncio.sleep(0)  # the start is being written (PostgreSQL: a round trip) or the node runs (SQLite)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        page = list_executions(engine, flow_id=flow.id)
+        if page.items and page.items[0].status != "pending":
+            break
+        await asyncio.sleep(0.02)
+    assert page.total == 1
+    assert (page.items[0].status, page.items[0].error_type) == ("error", "cancelled")

@@ -22,7 +22,6 @@ from flowdeck import __version__
 from flowdeck.api import events as events_api
 from flowdeck.api import executions as executions_api
 from flowdeck.api import flows as flows_api
-from flowdeck.limits import BodyLimit
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
 from flowdeck.settings import Settings
@@ -134,7 +133,10 @@ def create_app(
         async with runtime.running(paths), server.session_manager.run():
             yield
 
-    app = FastAPI(title="flowdeck", version=__version__, lifespan=lifespan)
+    # max_body_size: a client can't make the server hold more than this of one request (413)
+    app = FastAPI(
+        title="flowdeck", version=__version__, lifespan=lifespan, max_body_size=settings.max_request_bytes
+    )
     app.state.runtime = runtime
 
     @app.get("/health", tags=["health"])
@@ -148,7 +150,6 @@ def create_app(
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), name="static")
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     if settings.auth_token:
         backend = _TokenBackend(settings.auth_token)
         _login_routes(app, backend)

@@ -215,7 +215,13 @@ async def run_flow(
         arguments = _copy_json(params)
         problems = _problems(flow.validator.iter_errors(arguments))
     run = Run(execution_id, flow, params, None if problems else arguments, started)
-    await observer.execution_started(run)
+    try:
+        await observer.execution_started(run)
+    except asyncio.CancelledError:
+        # cancelled while the start was being recorded: the record may be written all the same, so
+        # it gets its end too, rather than stay pending while this process lives
+        await _finish(run, observer, ERROR, error=ExecutionError("cancelled", "cancelled"))
+        raise
     if problems:
         message = "invalid arguments: " + "; ".join(problems)
         return await _finish(run, observer, ERROR, error=ExecutionError("invalid_params", message))

@@ -157,10 +157,18 @@ class Writer:
         steps, self._steps = self._steps, {}
         commits, self._commits = self._commits, []
         events, self._events = self._events, []
-        ops: list[Op] = [(STEP, row, None) for row in steps.values()] + commits
+        # an execution that ends in the batch that starts it (cancelled while its start was being
+        # written) ends in a write of its own: one statement's update does not see its own insert
+        started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}
+        late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]
+        ops: list[Op] = [(STEP, row, None) for row in steps.values()] + [
+            op for op in commits if op not in late
+        ]
         for start in range(0, len(ops), MAX_BATCH):
-            last = start + MAX_BATCH >= len(ops)
+            last = start + MAX_BATCH >= len(ops) and not late
             await self._write(ops[start : start + MAX_BATCH], events if last else [])
+        if late:
+            await self._write(late, events)
 
     async def _write(self, ops: list[Op], events: list[Event]) -> None:
         try:

@@ -303,3 +303,29 @@ def test_user_data_is_shown_as_text_never_run(site: Site, page: Page) -> None:
     expect(page.get_by_test_id("execution-item").first).to_contain_text("<script>")
     assert page.evaluate("window.__xss === undefined")
     assert dialogs == []
+
+
+def test_dark_follows_the_system_and_a_phone_stacks_the_columns(site: Site, browser: Any) -> None:
+    result = call(site, "hello", {"name": "small"})
+    url = usage_url(site, "hello", f"?execution={result.meta['flowdeck/execution_id']}")
+    dark = browser.new_page(color_scheme="dark", viewport={"width": 1280, "height": 900})
+    dark.goto(url)
+    assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(19, 19, 22)"
+    wide = (
+        dark.get_by_test_id("execution-list").bounding_box(),
+        dark.get_by_test_id("execution-detail").bounding_box(),
+    )
+    assert wide[1]["x"] > wide[0]["x"] + wide[0]["width"] - 1  # side by side
+    dark.close()
+    phone = browser.new_page(viewport={"width": 400, "height": 800})
+    phone.goto(url)
+    assert phone.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(247, 247, 245)"
+    narrow = (
+        phone.get_by_test_id("execution-list").bounding_box(),
+        phone.get_by_test_id("execution-detail").bounding_box(),
+    )
+    assert narrow[1]["y"] >= narrow[0]["y"] + narrow[0]["height"] - 1  # stacked
+    assert phone.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth + 1"
+    )  # no sideways scroll
+    phone.close()

@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 from mcp import Client
 from tests.support.postgres import free_port
+from tests.support.server import spawn
 
 CLIENTS = 8
 
@@ -24,20 +23,9 @@ CLIENTS = 8
 def _server(database_url: str, *, untracked: bool) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "bench.mcp_server", "--port", str(port), "--database-url", database_url]
-    process = subprocess.Popen([*command, *(["--untracked"] if untracked else [])], env=os.environ.copy())
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the benchmark server did not start")
-        time.sleep(0.1)
+    process = spawn([*command, *(["--untracked"] if untracked else [])], port=port, env=os.environ.copy())
     try:
-        yield f"{base}/mcp"
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
         process.wait(30)

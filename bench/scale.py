@@ -8,7 +8,6 @@ import contextlib
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 from tests.support.postgres import free_port
+from tests.support.server import spawn
 
 from flowdeck.flows import load_flow_text
 from flowdeck.store import db
@@ -52,20 +52,9 @@ def seed(url: str, main: int, others: int) -> str:
 def serving(url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "FLOWDECK_DATABASE_URL": url}
-    process = subprocess.Popen([sys.executable, "-m", "flowdeck", "serve", "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.2)
+    process = spawn([sys.executable, "-m", "flowdeck", "serve", "--port", str(port)], port=port, env=env)
     try:
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(30)

@@ -22,6 +22,7 @@ from flowdeck.store.executions import get_execution, list_executions
 from flowdeck.store.runners import recover
 from flowdeck.store.tables import executions, runners
 from tests.support.postgres import Cluster, free_port
+from tests.support.server import spawn
 from tests.support.sse import read_events
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
@@ -44,22 +45,8 @@ def pg_url(pg_cluster: Cluster) -> str:
 def _serve(url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "FLOWDECK_DATABASE_URL": url, "FLOWDECK_HEARTBEAT_S": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(EXAMPLES)],
-        env=env,
-        cwd=tmp_path,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("a server did not start")
-        time.sleep(0.1)
+    command = [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(EXAMPLES)]
+    return spawn(command, port=port, env=env, cwd=tmp_path), f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp import Client, StdioServerParameters, types
 from sqlalchemy import Engine
@@ -20,6 +18,7 @@ from flowdeck.flows import load_flow_text
 from flowdeck.store.executions import get_execution
 from flowdeck.store.flows import import_flow
 from tests.support.postgres import free_port
+from tests.support.server import spawn
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 FLOWDECK = [sys.executable, "-m", "flowdeck"]
@@ -100,26 +99,9 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
     """``flowdeck serve`` as a user starts it."""
     port = free_port()
     env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    process = subprocess.Popen(
-        [*FLOWDECK, "serve", "--port", str(port), "--flows", str(EXAMPLES)],
-        env=env,
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [*FLOWDECK, "serve", "--port", str(port), "--flows", str(EXAMPLES)]
+    process = spawn(command, port=port, env=env, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                f"flowdeck serve did not start: {process.stderr.read() if process.stderr else ''}"
-            )
-        time.sleep(0.1)
     try:
         yield f"{base}/mcp"
     finally:

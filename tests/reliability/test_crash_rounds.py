@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from mcp import Client
 from sqlalchemy import Engine
@@ -25,6 +24,7 @@ from flowdeck.settings import Settings
 from flowdeck.store.executions import get_execution, list_executions
 from flowdeck.tracking import Tracker
 from tests.support.postgres import free_port
+from tests.support.server import spawn
 
 ROUNDS = int(os.environ.get("FLOWDECK_CRASH_ROUNDS", "10"))
 IN_FLIGHT = 50
@@ -46,23 +46,9 @@ REPORT: list[dict[str, Any]] = []
 def _serve(url: str, folder: Path, flows: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "FLOWDECK_DATABASE_URL": url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(flows)],
-        env=env,
-        cwd=folder,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return process, f"{base}/mcp"
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("the server did not start")
-        time.sleep(0.1)
+    command = [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(flows)]
+    process = spawn(command, port=port, env=env, cwd=folder, stderr=subprocess.DEVNULL)
+    return process, f"http://127.0.0.1:{port}/mcp"
 
 
 async def _round(

@@ -99,7 +99,7 @@ def test_ten_thousand_calls_one_record_each(database_url: str, engine: Engine, t
     # a call cancelled by its client before the request reached the server has no record: no flow ran
     never_arrived = set(range(CALLS)) - set(measured)
     assert all(_kind(n) == "cancel" for n in never_arrived), sorted(never_arrived)[:10]
-    assert len(never_arrived) < CALLS // 100
+    assert len(never_arrived) <= max(5, CALLS // 100)
     assert all(len(rows) == 1 for rows in measured.values())
     for n, (row,) in measured.items():
         kind, saw = _kind(n), seen[n]

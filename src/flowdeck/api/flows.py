@@ -3,11 +3,13 @@ is, and every problem comes back with its place."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 
 from flowdeck.api.models import Detail, Flow, FlowList, FlowProblems
 from flowdeck.flows import FlowError, parse_flow
@@ -61,6 +63,25 @@ def _found(call: Any) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
+async def _save(
+    request: Request, definition: Any, write: Callable[[Engine, dict[str, Any]], store.FlowRecord]
+) -> Any:
+    """Check a definition as a flow file is checked, write it, and refresh the tool list now rather
+    than at the next look: 422 with every problem, 404 for an unknown flow, 409 for a taken name."""
+    try:
+        checked = parse_flow(definition, "request body")
+    except FlowError as exc:
+        return _problems(exc)
+    runtime = _runtime(request)
+    values = checked.model_dump(mode="json", exclude_none=True)
+    try:
+        record = await run_in_threadpool(_found, lambda: write(runtime.engine, values))
+    except store.FlowNameTaken as exc:
+        raise HTTPException(409, str(exc)) from None
+    runtime.catalog.refresh()
+    return flow_json(record)
+
+
 @router.get("", response_model=FlowList, summary="The live flows")
 def list_flows(request: Request) -> dict[str, Any]:
     return {"items": [flow_json(record) for record in store.list_flows(_runtime(request).engine)]}
@@ -74,19 +95,7 @@ def list_flows(request: Request) -> dict[str, Any]:
     summary="Create a flow",
 )
 async def create_flow(request: Request, definition: DefinitionBody) -> Any:
-    try:
-        checked = parse_flow(definition, "request body")
-    except FlowError as exc:
-        return _problems(exc)
-    runtime = _runtime(request)
-    try:
-        record = await run_in_threadpool(
-            store.create_flow, runtime.engine, checked.model_dump(mode="json", exclude_none=True)
-        )
-    except store.FlowNameTaken as exc:
-        raise HTTPException(409, str(exc)) from None
-    runtime.catalog.refresh()  # the tool list changes now, not at the next look
-    return flow_json(record)
+    return await _save(request, definition, store.create_flow)
 
 
 @router.get("/{flow_id}", response_model=Flow, responses={404: {"model": Detail}}, summary="One flow")
@@ -103,22 +112,7 @@ def get_flow(request: Request, flow_id: str) -> dict[str, Any]:
 )
 async def update_flow(request: Request, flow_id: str, definition: DefinitionBody) -> Any:
     """The revision grows by one. A flow may be renamed; a deleted flow can't be changed."""
-    try:
-        checked = parse_flow(definition, "request body")
-    except FlowError as exc:
-        return _problems(exc)
-    runtime = _runtime(request)
-    try:
-        record = await run_in_threadpool(
-            _found,
-            lambda: store.update_flow(
-                runtime.engine, flow_id, checked.model_dump(mode="json", exclude_none=True)
-            ),
-        )
-    except store.FlowNameTaken as exc:
-        raise HTTPException(409, str(exc)) from None
-    runtime.catalog.refresh()
-    return flow_json(record)
+    return await _save(request, definition, lambda engine, values: store.update_flow(engine, flow_id, values))
 
 
 @router.delete("/{flow_id}", status_code=204, responses={404: {"model": Detail}}, summary="Delete a flow")

@@ -28,7 +28,6 @@ from flowdeck.store.flows import (
     FlowNameTaken,
     FlowNotFound,
     FlowRecord,
-    count_executions,
     delete_flow,
     import_flow,
     list_flows,
@@ -114,7 +113,7 @@ def flows_list() -> None:
     typer.echo(f"{'NAME':24} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
     for record in records:
         name = record.name + (" (deleted)" if record.deleted else "")
-        count = count_executions(engine, record.id)
+        count = list_executions(engine, flow_id=record.id, per_page=1).total  # from the kept counters
         typer.echo(f"{name:24} {record.revision:>4} {count:>10}  {record.description.strip()[:60]}")
 
 

@@ -177,13 +177,6 @@ def list_flows(engine: Engine, *, include_deleted: bool = False) -> list[FlowRec
         return [_record(row) for row in connection.execute(query)]
 
 
-def count_executions(engine: Engine, flow_id: str) -> int:
-    with engine.connect() as connection:
-        return connection.execute(
-            select(func.count()).select_from(executions).where(executions.c.flow_id == flow_id)
-        ).scalar_one()
-
-
 def flows_version(engine: Engine) -> tuple[int, int]:
     """A stamp that changes whenever a flow is created, changed or deleted (by any process)."""
     with engine.connect() as connection:

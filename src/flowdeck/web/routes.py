@@ -52,19 +52,13 @@ def call_line(flow: FlowRecord) -> str:
     return " ".join(words)
 
 
-def _last_execution(engine: Engine, flow_id: str) -> Any:
-    page = list_executions(engine, flow_id=flow_id, per_page=1)
-    return page.items[0] if page.items else None
-
-
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
     engine = _engine(request)
     rows = []
     for flow in list_flows(engine, include_deleted=True):
-        last = _last_execution(engine, flow.id)
-        total = list_executions(engine, flow_id=flow.id, per_page=1).total
-        rows.append({"flow": flow, "last": last, "total": total})
+        newest = list_executions(engine, flow_id=flow.id, per_page=1)  # the last one, and the total
+        rows.append({"flow": flow, "last": newest.items[0] if newest.items else None, "total": newest.total})
     live = [row for row in rows if not row["flow"].deleted]
     deleted = [row for row in rows if row["flow"].deleted]
     return templates.TemplateResponse(request, "index.html", {"live": live, "deleted": deleted})

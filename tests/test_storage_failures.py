@@ -1,8 +1,13 @@
-"""A database that refuses writes: the call fails with a clear error and no node runs."""
+"""A database that refuses writes: a new call fails with a clear error and no node runs; the
+executions already running keep their steps and ends until the database is back."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -11,14 +16,54 @@ from flowdeck.engine import PreparedFlow, run_flow
 from flowdeck.flows import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store import db
-from flowdeck.store.executions import list_executions
+from flowdeck.store.executions import get_execution, list_executions
 from flowdeck.store.flows import import_flow
 from flowdeck.tracking import CallInfo, Recorder, RecordingError, Tracker
 from flowdeck.tracking.writer import Writer
 from tests.conftest import Probe
 from tests.support.postgres import Cluster
+from tests.support.server import eventually
 
 PROBED = "name: probed\nnodes:\n  - {id: p, type: probe, config: {value: ran}}\n"
+# waits long enough for the database to go away under it, then ends
+SLOW = """name: slow
+nodes:
+  - {id: wait, type: delay, config: {seconds: 1.5}}
+  - {id: done, type: transform, config: {value: "{{ nodes.wait.slept_s > 1 }}"}}
+"""
+
+
+@asynccontextmanager
+async def loop_stalls() -> AsyncIterator[list[float]]:
+    """The longest the event loop went without running a task, in seconds, while inside."""
+    longest = [0.0]
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest[0] = max(longest[0], now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield longest
+    finally:
+        ticker.cancel()
+
+
+async def start_slow(tracker: Tracker, engine) -> tuple[asyncio.Task, str]:  # type: ignore[no-untyped-def]
+    """An execution of SLOW, running: its ``pending`` row is written."""
+    record, _ = import_flow(engine, load_flow_text(SLOW).model_dump(exclude_none=True))
+    running = asyncio.create_task(tracker.run(tracker.prepare(record), {}, CallInfo("cli")))
+    await eventually(lambda: any(e.flow_name == "slow" for e in list_executions(engine).items))
+    return running, next(e.id for e in list_executions(engine).items if e.flow_name == "slow")
+
+
+def ended_whole(engine, execution_id: str) -> bool:  # type: ignore[no-untyped-def]
+    record = get_execution(engine, execution_id)
+    return record.summary.status == "fulfilled" and [s.status for s in record.steps] == ["fulfilled"] * 2
 
 
 async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
@@ -51,14 +96,51 @@ async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(prob
             flow = tracker.prepare(record)
             first = await tracker.run(flow, {}, CallInfo("cli"))
             assert first.status == "fulfilled"
+            running, running_id = await start_slow(tracker, engine)
             cluster.stop()
             with pytest.raises(RecordingError, match="cannot record the execution, so the flow was not run"):
                 await tracker.run(flow, {}, CallInfo("cli"))
             assert probe.calls == [first.execution_id]
+            with pytest.raises(RecordingError, match="its end is not recorded yet") as ended:
+                await running
+            assert ended.value.ran
             cluster.start()
             again = await asyncio.wait_for(tracker.run(flow, {}, CallInfo("cli")), 30)
             assert again.status == "fulfilled"
-        assert list_executions(engine).total == 2
+            await eventually(lambda: ended_whole(engine, running_id))  # the kept end, written
+        assert list_executions(engine).total == 3
         engine.dispose()
     finally:
         cluster.remove()
+
+
+async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_the_running_ones(
+    tmp_path: Path, probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 500)  # the same paths as 5 s, sooner
+    path = tmp_path / "locked.db"
+    url = f"sqlite:///{path}"
+    engine = db.open_engine(url)
+    db.upgrade(engine)
+    record, _ = import_flow(engine, load_flow_text(PROBED).model_dump(exclude_none=True))
+    async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
+        running, running_id = await start_slow(tracker, engine)
+        other_writer = sqlite3.connect(path, isolation_level=None)
+        other_writer.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+        async with loop_stalls() as longest:
+            with pytest.raises(RecordingError, match="not run: database is locked"):
+                await tracker.run(tracker.prepare(record), {}, CallInfo("cli"))
+            with pytest.raises(RecordingError, match="its end is not recorded yet") as ended:
+                await running
+            assert ended.value.ran
+            assert probe.calls == []
+            assert get_execution(engine, running_id).summary.status == "pending"
+            other_writer.execute("ROLLBACK")
+            await eventually(lambda: ended_whole(engine, running_id))
+            again = await tracker.run(tracker.prepare(record), {}, CallInfo("cli"))
+            assert again.status == "fulfilled"
+        # the loop went on serving while the writes waited for the lock
+        assert longest[0] < 0.2, longest
+    other_writer.close()
+    assert list_executions(engine).total == 2
+    engine.dispose()

@@ -206,7 +206,7 @@ def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, tr
             if isinstance(exc, RecordingError):  # the database's own words stay in the server's log
                 log.error("%s: %s", flow.name, exc)
                 if exc.ran:
-                    return _error_result(f"{flow.name} ran, but its end could not be recorded")
+                    return _error_result(f"{flow.name} ran, but its end could not be recorded yet")
                 return _error_result(f"{flow.name} was not run: the execution could not be recorded")
             if isinstance(exc, Exception):
                 log.exception("internal error in %s", flow.name)

@@ -189,7 +189,9 @@ class Recorder:
             raise
         except Exception as exc:
             raise RecordingError(
-                f"the execution ran but its end could not be recorded: {_reason(exc)}", ran=True
+                f"the execution ran but its end is not recorded yet ({_reason(exc)}): it is kept and"
+                " written when the database is back",
+                ran=True,
             ) from exc
 
 

@@ -9,20 +9,29 @@ Writes that arrive while a batch is being written go in the next one (group comm
 and end that meet in one batch are one row write.
 
 SQLite is written from the loop itself, by the task that commits: a commit in WAL mode takes tens
-of microseconds, less than a hand-over to a thread or even to another task. PostgreSQL is written
-through an asynchronous psycopg connection, one statement and one round trip per batch
+of microseconds, less than a hand-over to a thread or even to another task. That connection never
+waits for a lock: when another process holds the database, the batch is handed to a thread that
+waits up to the busy timeout, and the loop keeps serving. PostgreSQL is written through an
+asynchronous psycopg connection, one statement and one round trip per batch
 (:func:`~flowdeck.store.executions.postgres_batch_sql`).
+
+When the database is away (stopped, locked past the busy timeout, its disk full), a new execution
+is refused (its ``pending`` row can't be written, so no node runs), while the steps and ends of the
+executions already running are kept and written again every ``RETRY_S`` until the database is back.
+If the process stops first, recovery marks those executions ``interrupted``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
 
+from flowdeck.store import db
 from flowdeck.store.executions import Batch, SqliteWrites, postgres_batch_params, postgres_batch_sql
 from flowdeck.tracking.events import Event, EventHub, notify_payloads
 
@@ -33,6 +42,8 @@ EXECUTION, STEP, FINISH = "execution", "step", "finish"
 STEP_DELAY_S = 0.05
 MAX_BATCH = 2000
 CONNECT_TIMEOUT_S = 5
+# how often the writes kept while the database is away are tried again
+RETRY_S = 1.0
 
 Op = tuple[str, dict[str, Any], "asyncio.Future[None] | None"]
 
@@ -41,9 +52,19 @@ class WriterClosed(RuntimeError):
     """The writer was closed: nothing more can be recorded through it."""
 
 
+def is_transient(exc: Exception) -> bool:
+    """An error of the database's availability (a lock, a lost connection, a full disk), not of the
+    rows: the same write may succeed later."""
+    return isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class _Sqlite:
     # writing at once, from the task that commits, costs less than a turn of the loop; the write
-    # never suspends, so nothing else can run in between
+    # does not suspend unless the database is locked by another connection
     inline = True
 
     def __init__(self, engine: Engine) -> None:
@@ -54,7 +75,22 @@ class _Sqlite:
     async def write(self, batch: Batch, events: list[Event]) -> None:
         if self._connection is None:
             self._connection = self._engine.raw_connection()
-        self._writes.write(self._connection.driver_connection, batch)
+            self._connection.driver_connection.execute("PRAGMA busy_timeout=0")
+        connection = self._connection.driver_connection
+        try:
+            self._writes.write(connection, batch)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            await asyncio.to_thread(self._write_waiting, connection, batch)
+
+    def _write_waiting(self, connection: sqlite3.Connection, batch: Batch) -> None:
+        """Off the loop: wait for the lock as long as any other connection would."""
+        connection.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            self._writes.write(connection, batch)
+        finally:
+            connection.execute("PRAGMA busy_timeout=0")
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -103,6 +139,10 @@ class Writer:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._flushing = asyncio.Lock()
+        # the writes of running executions that the database refused for a while: tried again
+        self._kept_steps: dict[tuple[str, int], dict[str, Any]] = {}
+        self._kept_finishes: list[dict[str, Any]] = []
 
     def start(self) -> None:
         """Start writing, on the running event loop."""
@@ -127,19 +167,25 @@ class Writer:
         self._commits.append((kind, row, future))
         if self.hub is not None:
             self._events.extend(events)
-        if self._backend.inline:
+        if self._backend.inline and not self._flushing.locked():
             await self._flush()
-        else:
+        else:  # a write is waiting for the database: this one goes in the next batch
             self._ready.set()
         await future  # cancelling this wait cancels the future, not the write
 
     async def close(self) -> None:
-        """Write everything queued, then stop."""
+        """Write everything queued, then stop. What the database still refuses is left to recovery,
+        which marks those executions ``interrupted``."""
         if self._task is not None and not self._closed:
             self._closed = True
             self._ready.set()
             await self._task
         await self._backend.close()
+
+    @property
+    def kept(self) -> int:
+        """How many writes wait for the database to come back."""
+        return len(self._kept_steps) + len(self._kept_finishes)
 
     async def _run(self) -> None:
         while True:
@@ -147,33 +193,46 @@ class Writer:
             self._ready.clear()
             await self._flush()
             if self._closed and not self._steps and not self._commits:
+                if self._kept_steps or self._kept_finishes:
+                    log.error("%d writes could not be recorded before stopping", self.kept)
                 return
 
     async def _flush(self) -> None:
         """Write every queued step, then every queued commit."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        steps, self._steps = self._steps, {}
-        commits, self._commits = self._commits, []
-        events, self._events = self._events, []
-        # an execution that ends in the batch that starts it (cancelled while its start was being
-        # written) ends in a write of its own: one statement's update does not see its own insert
-        started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}
-        late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]
-        ops: list[Op] = [(STEP, row, None) for row in steps.values()] + [
-            op for op in commits if op not in late
-        ]
-        for start in range(0, len(ops), MAX_BATCH):
-            last = start + MAX_BATCH >= len(ops) and not late
-            await self._write(ops[start : start + MAX_BATCH], events if last else [])
-        if late:
-            await self._write(late, events)
+        async with self._flushing:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            retrying = bool(self._kept_steps or self._kept_finishes)
+            steps = {**self._kept_steps, **self._steps}
+            commits = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
+            self._steps, self._commits, self._kept_steps, self._kept_finishes = {}, [], {}, []
+            events, self._events = self._events, []
+            # an execution that ends in the batch that starts it (cancelled while its start was being
+            # written) ends in a write of its own: one statement's update does not see its own insert
+            started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}
+            late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]
+            ops: list[Op] = [(STEP, row, None) for row in steps.values()] + [
+                op for op in commits if op not in late
+            ]
+            for start in range(0, len(ops), MAX_BATCH):
+                last = start + MAX_BATCH >= len(ops) and not late
+                await self._write(ops[start : start + MAX_BATCH], events if last else [])
+            if late:
+                await self._write(late, events)
+            if self._kept_steps or self._kept_finishes:
+                if not self._closed and self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._ready.set)
+            elif retrying:
+                log.warning("the database is back: the kept writes are recorded")
 
     async def _write(self, ops: list[Op], events: list[Event]) -> None:
         try:
             await self._backend.write(_batch(ops), events)
         except Exception as exc:
+            if is_transient(exc):  # the database is away: every write of this batch fails alike
+                self._keep(ops, exc)
+                return
             if len(ops) == 1:
                 _settle(ops, exc)
                 return
@@ -183,13 +242,27 @@ class Writer:
                 try:
                     await self._backend.write(_batch([op]), [])
                 except Exception as alone:
-                    _settle([op], alone)
+                    self._keep([op], alone) if is_transient(alone) else _settle([op], alone)
                 else:
                     _settle([op], None)
             return
         _settle(ops, None)
         if events and self.hub is not None and not self.hub.via_database:
             self.hub.dispatch(events)
+
+    def _keep(self, ops: list[Op], error: Exception) -> None:
+        """Keep the steps and ends of running executions to write them again; a new execution is
+        refused (its caller gets the error and runs no node). Callers waiting for an end get the
+        error now: the end is recorded later, when the database is back."""
+        if not (self._kept_steps or self._kept_finishes):
+            log.error("the database refused the tracking writes, kept until it is back: %s", error)
+        for kind, row, _ in ops:
+            if kind == STEP:
+                self._kept_steps.setdefault((row["execution_id"], row["idx"]), row)
+            elif kind == FINISH:
+                self._kept_finishes.append(row)
+        _settle([op for op in ops if op[0] == EXECUTION], error)
+        _settle([op for op in ops if op[0] != EXECUTION], error, logged=False)
 
 
 def _batch(ops: list[Op]) -> Batch:
@@ -200,9 +273,9 @@ def _batch(ops: list[Op]) -> Batch:
     return batch
 
 
-def _settle(ops: list[Op], error: Exception | None) -> None:
+def _settle(ops: list[Op], error: Exception | None, *, logged: bool = True) -> None:
     for kind, row, future in ops:
-        if error is not None:
+        if error is not None and logged:
             log.error("could not record %s %s: %s", kind, row.get("execution_id") or row.get("id"), error)
         if future is not None and not future.done():
             if error is None:

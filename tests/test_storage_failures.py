@@ -21,6 +21,7 @@ from flowdeck.store.flows import import_flow
 from flowdeck.tracking import CallInfo, Recorder, RecordingError, Tracker
 from flowdeck.tracking.writer import Writer
 from tests.conftest import Probe
+from tests.support.disk import fill, small_disk
 from tests.support.postgres import Cluster
 from tests.support.server import eventually
 
@@ -144,3 +145,55 @@ async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_t
     other_writer.close()
     assert list_executions(engine).total == 2
     engine.dispose()
+
+
+BIG = """name: big
+nodes:
+  - {id: make, type: transform, config: {value: "{{ 'x' * 100000 }}"}}
+  - {id: tag, type: probe, config: {value: done}}
+"""
+
+
+async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_nothing(
+    tmp_path: Path, probe: Probe
+) -> None:
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        path = disk / "flowdeck.db"
+        url = f"sqlite:///{path}"
+        engine = db.open_engine(url)
+        db.upgrade(engine)
+        record, _ = import_flow(engine, load_flow_text(BIG).model_dump(exclude_none=True))
+        filler = fill(disk, keep_bytes=1 << 20)
+        returned: dict[str, str] = {}
+        ended_later: list[str] = []
+        async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
+            flow = tracker.prepare(record)
+            refused: RecordingError | None = None
+            for _ in range(100):  # 1 MiB of room, 100 KB a call: full within a dozen calls
+                ran_before = len(probe.calls)
+                try:
+                    run = await tracker.run(flow, {}, CallInfo("cli"))
+                except RecordingError as error:
+                    if error.ran:  # ended, its end kept until there is room
+                        ended_later.append(probe.calls[-1])
+                        continue
+                    refused = error
+                    break
+                returned[run.execution_id] = run.status
+            assert refused is not None, "the disk never filled"
+            assert "database or disk is full" in str(refused)
+            assert len(probe.calls) == ran_before  # refused before any node
+            assert returned, "nothing fitted before the disk filled"
+            assert list_executions(engine).total >= len(returned)  # reads go on
+            filler.unlink()
+            again = await tracker.run(flow, {}, CallInfo("cli"))
+            assert again.status == "fulfilled"
+            for execution_id in ended_later:
+                await eventually(
+                    lambda e=execution_id: get_execution(engine, e).summary.status == "fulfilled"
+                )
+        for execution_id, status in returned.items():
+            assert get_execution(engine, execution_id).summary.status == status
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        engine.dispose()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from jinja2 import TemplateSyntaxError
 
+from flowdeck.engine.sandbox import watchdog
 from flowdeck.engine.templates import Template, TemplateRenderError, compile_value, render_value
 
 CONTEXT = {
@@ -83,3 +86,72 @@ def test_a_result_that_is_not_json_data_is_refused() -> None:
 def test_bad_syntax_is_found_when_compiling() -> None:
     with pytest.raises(TemplateSyntaxError):
         Template("{{ input.n + }}")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10**9 }}",
+        "{{ [0] * 10**9 }}",
+        "{{ 2 ** 100000000 }}",
+        "{{ 'a'.center(10**9) }}",
+        "{{ 'a'.zfill(10**9) }}",
+        "{{ '%099999999d' % 1 }}",
+        "{{ '{:999999999}'.format(1) }}",
+        "{{ ('a' * 10000000).replace('a', 'bb') }}",
+        "{{ 'x' | indent(10**9) }}",
+        "{{ 'x' | center(10**9) }}",
+        "{{ [1] | batch(10**9, 0) | list }}",
+        "{{ range(10) | join('x' * 10000000) }}",
+        "{{ ('x' * 10000000) + ('x' * 10000000) }}",
+        "{{ input.city * input.big }}",
+    ],
+)
+def test_an_operation_that_would_make_a_huge_value_is_refused_before_it_runs(source: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateRenderError, match=r"would make a value of|is not allowed"):
+        Template(source).render({**CONTEXT, "input": {"city": "Oslo", "big": 10**9}})
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ '{:,}'.format(123456789012) }}", "123,456,789,012"),
+        ("{{ 'ab' * 3 }}", "ababab"),
+        ("{{ 2 ** 64 }}", 2**64),
+        ("{{ [[1], [2]] | sum(start=[]) }}", [1, 2]),
+        ("{{ input.tags | join(', ') }}", "a, b"),
+        ("{{ '%05.1f' % 3.14159 }}", "003.1"),
+    ],
+)
+def test_the_same_operations_within_bounds_work(source: str, expected: object) -> None:
+    assert Template(source).render(CONTEXT) == expected
+
+
+def test_a_template_that_runs_forever_is_stopped_at_its_time_limit() -> None:
+    forever = Template("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+    started = time.perf_counter()
+    with pytest.raises(TemplateRenderError, match=r"ran longer than 1 s, so it was stopped"):
+        forever.render(CONTEXT)
+    assert 1.0 <= time.perf_counter() - started < 2.0
+    assert Template("{{ input.n + 1 }}").render(CONTEXT) == 4  # the thread goes on as before
+
+
+def test_interruptions_never_outlive_their_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renders that end right at their deadline, many times: each either ends or is stopped, and no
+    interruption lands in the code that runs after it."""
+    monkeypatch.setattr(watchdog, "limit_s", 0.02)
+    outcomes = set()
+    for size in [2000, 4000, 8000, 16000] * 10:
+        template = Template(
+            f"{{% for i in range({size}) %}}{{% for j in range(20) %}}{{% endfor %}}{{% endfor %}}"
+        )
+        try:
+            template.render(CONTEXT)
+            outcomes.add("ended")
+        except TemplateRenderError:
+            outcomes.add("stopped")
+        for _ in range(2000):  # plain Python after the render: an interruption would land here
+            pass
+    assert outcomes == {"ended", "stopped"}

@@ -2,7 +2,8 @@
 
 A string that is exactly one ``{{ expr }}`` evaluates to the expression's own value (a number stays a
 number, an object stays an object); any other string containing template syntax renders as text.
-Templates are compiled once per flow, when the flow is prepared, never per execution.
+Templates are compiled once per flow, when the flow is prepared, never per execution. They run in
+the sandbox of :mod:`flowdeck.engine.sandbox`, within its time and size limits.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+from flowdeck.engine.sandbox import Sandbox, TemplateTimeout, watchdog
+
+_ENV = Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 _SYNTAX = ("{{", "{%", "{#")
 
@@ -45,6 +47,18 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> Any:
         """The expression's native value, or the rendered text."""
+        try:
+            timing = watchdog.enter()
+            try:
+                return self._render(context)
+            finally:
+                watchdog.leave(timing)
+        except TemplateTimeout:
+            raise TemplateRenderError(
+                f"template {self.source!r}: ran longer than {watchdog.limit_s:g} s, so it was stopped"
+            ) from None
+
+    def _render(self, context: Mapping[str, Any]) -> Any:
         try:
             if self._expression is not None:
                 value = self._expression(**context)

@@ -1,6 +1,7 @@
 """Load: 10,000 tool calls from 32 concurrent MCP clients (fulfilled, failing at a node, invalid
-arguments, cancelled) against one server: one record per call, each with the status its client saw,
-no id twice; the server's memory stays flat. Throughput and latency are printed."""
+arguments, cancelled) against one server, and against two servers on one PostgreSQL: one record per
+call, each with the status its client saw, no id twice; each server's memory stays flat. Throughput
+and latency are printed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client
 from sqlalchemy import Engine, select
 
@@ -45,11 +47,12 @@ def _kind(n: int) -> str:
     return {7: "fail", 8: "invalid", 9: "cancel"}.get(n % 10, "ok")
 
 
-async def _load(url: str, calls: range) -> tuple[dict[int, str], list[float]]:
+async def _load(urls: list[str], calls: range) -> tuple[dict[int, str], list[float]]:
+    """The calls, shared by the clients; the clients, shared by the servers."""
     seen: dict[int, str] = {}
     latencies: list[float] = []
 
-    async def one_client(numbers: list[int]) -> None:
+    async def one_client(url: str, numbers: list[int]) -> None:
         async with Client(url, mode="legacy") as client:
             for n in numbers:
                 kind = _kind(n)
@@ -67,25 +70,39 @@ async def _load(url: str, calls: range) -> tuple[dict[int, str], list[float]]:
                 seen[n] = "error" if result.is_error else "fulfilled"
 
     numbers = list(calls)
-    await asyncio.gather(*(one_client(numbers[i::CLIENTS]) for i in range(CLIENTS)))
+    await asyncio.gather(*(one_client(urls[i % len(urls)], numbers[i::CLIENTS]) for i in range(CLIENTS)))
     return seen, latencies
 
 
 def test_ten_thousand_calls_one_record_each(database_url: str, engine: Engine, tmp_path: Path) -> None:
+    _check_load(database_url, engine, tmp_path, servers=1)
+
+
+def test_ten_thousand_calls_across_two_servers_on_one_postgresql(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("several servers share a PostgreSQL database; SQLite serves one")
+    _check_load(database_url, engine, tmp_path, servers=2)
+
+
+def _check_load(database_url: str, engine: Engine, tmp_path: Path, *, servers: int) -> None:
     flows = tmp_path / "mixed.yaml"
     flows.write_text(FLOW)
-    process, url = _serve(database_url, tmp_path, flows)
+    served = [_serve(database_url, tmp_path, flows) for _ in range(servers)]
+    urls = [url for _, url in served]
     try:
-        asyncio.run(_load(url, range(CALLS, CALLS + 200)))  # warm up, then measure memory
-        before = _rss_kb(process.pid)
+        asyncio.run(_load(urls, range(CALLS, CALLS + 200)))  # warm up, then measure memory
+        before = [_rss_kb(process.pid) for process, _ in served]
         started = time.perf_counter()
-        seen, latencies = asyncio.run(_load(url, range(CALLS)))
+        seen, latencies = asyncio.run(_load(urls, range(CALLS)))
         took = time.perf_counter() - started
-        after = _rss_kb(process.pid)
+        after = [_rss_kb(process.pid) for process, _ in served]
         time.sleep(0.5)  # cancelled calls' final writes
     finally:
-        process.terminate()
-        process.wait(30)
+        for process, _ in served:
+            process.terminate()
+            process.wait(30)
     with engine.connect() as connection:
         rows = connection.execute(
             select(executions.c.id, executions.c.initial_params, executions.c.status, executions.c.error_type)
@@ -112,10 +129,12 @@ def test_ten_thousand_calls_one_record_each(database_url: str, engine: Engine, t
         else:
             assert (saw, row.status) == ("fulfilled", "fulfilled")
     latencies.sort()
+    memory = ", ".join(f"{b // 1024} → {a // 1024} MB" for b, a in zip(before, after, strict=True))
     print(
-        f"\nload {engine.dialect.name}: {CALLS} calls from {CLIENTS} clients in {took:.1f} s = {CALLS / took:.0f} calls/s; "
-        f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms; "
-        f"server memory {before // 1024} MB before, {after // 1024} MB after; "
+        f"\nload {engine.dialect.name}, {servers} server(s): {CALLS} calls from {CLIENTS} clients in "
+        f"{took:.1f} s = {CALLS / took:.0f} calls/s; p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms; server memory {memory}; "
         f"{len(never_arrived)} cancelled before reaching the server"
     )
-    assert after < before * 1.5 + 64 * 1024, (before, after)
+    for b, a in zip(before, after, strict=True):
+        assert a < b * 1.5 + 64 * 1024, (before, after)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev chromium run test reliability bench lint screenshots clean
+.PHONY: install dev chromium run test reliability bench lint audit screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: dev
 
 screenshots: dev chromium
 	$(BIN)/python -m tests.e2e.screenshots docs/screenshots
+
+# known vulnerabilities in what is installed (asks pypi.org, so it needs the internet)
+audit: dev
+	$(BIN)/python -m pip install -q -e '.[audit]'
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
 
 lint: dev
 	$(BIN)/ruff check .

@@ -45,6 +45,7 @@ def test_no_request_makes_the_server_fail(live: str) -> None:
                 response = case.call(base_url=live, timeout=10)
                 label = f"{case.method} {case.formatted_path}"
                 assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
+                assert "Traceback" not in response.text and 'File "' not in response.text, label
 
             try:
                 call()

@@ -351,10 +351,20 @@ async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(pr
                 assert refused.is_error is True
                 assert refused.content[0].text == "probed was not run: the execution could not be recorded"
                 assert len(probe.calls) == 1
-                cluster.start()
-                back = await mcp.call_tool("probed", {})
-                assert back.is_error is False
-                assert len(probe.calls) == 2
+                async with httpx2.AsyncClient(base_url=base) as http:  # the API and the pages say so
+                    api, page = await http.get("/api/executions"), await http.get("/executions")
+                    assert (api.status_code, api.json()) == (
+                        503,
+                        {"detail": "the database is unavailable: try again shortly"},
+                    )
+                    assert (page.status_code, page.headers["retry-after"]) == (503, "5")
+                    assert "The database is unavailable" in page.text
+                    assert "Traceback" not in page.text and str(cluster.port) not in page.text
+                    cluster.start()
+                    back = await mcp.call_tool("probed", {})
+                    assert back.is_error is False
+                    assert len(probe.calls) == 2
+                    assert (await http.get("/api/executions")).json()["total"] == 2
     finally:
         cluster.remove()
 

@@ -68,12 +68,19 @@ class Session:
     def post(self, body: bytes) -> httpx2.Response:
         response = self.http.post(self.url, content=body, headers=self.headers)
         assert response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
+        assert_no_internals(response)
         return response
 
     def call(self, params: Any) -> dict[str, Any]:
         """A tools/call; its one JSON-RPC answer."""
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
         return answer(self.post(body))
+
+
+def assert_no_internals(response: httpx2.Response) -> None:
+    """No traceback and no source path of the server's in what a client reads."""
+    for mark in ("Traceback", 'File "', "site-packages"):
+        assert mark not in response.text, response.text[:500]
 
 
 def answer(response: httpx2.Response) -> dict[str, Any]:
@@ -117,6 +124,7 @@ def test_bytes_that_are_not_json_rpc_get_a_json_rpc_error(live: tuple[str, Engin
     def post(body: bytes) -> None:
         response = http.post(f"{base}/mcp", content=body, headers=headers)
         assert 400 <= response.status_code < 500, response.status_code
+        assert_no_internals(response)
         error = response.json()["error"]
         assert error["code"] < 0 and error["message"], error
 

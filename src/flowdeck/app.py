@@ -4,12 +4,15 @@ and its lifespan."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from mcp.server.transport_security import TransportSecuritySettings
+from sqlalchemy.exc import OperationalError
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 from flowdeck import __version__
@@ -18,15 +21,30 @@ from flowdeck.api import executions as executions_api
 from flowdeck.api import flows as flows_api
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
-from flowdeck.security import SameOrigin, TokenBackend, login_routes, unauthorized
+from flowdeck.security import MACHINE_PREFIXES, SameOrigin, TokenBackend, login_routes, unauthorized
 from flowdeck.settings import Settings
 from flowdeck.web import routes as web
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+RETRY_AFTER_S = 5
+
+log = logging.getLogger("flowdeck")
 
 
 def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database stopped, unreachable or locked: 503 and a line in the log, not a traceback."""
+    log.warning(
+        "%s %s: the database is unavailable: %s", request.method, request.url.path, exc.__cause__ or exc
+    )
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if request.url.path.startswith(MACHINE_PREFIXES):
+        detail = {"detail": "the database is unavailable: try again shortly"}
+        return JSONResponse(detail, status_code=503, headers=headers)
+    return web.templates.TemplateResponse(request, "unavailable.html", {}, status_code=503, headers=headers)
 
 
 def _transport_security(host: str, extra_hosts: Iterable[str]) -> TransportSecuritySettings:
@@ -77,6 +95,7 @@ def create_app(
         title="flowdeck", version=__version__, lifespan=lifespan, max_body_size=settings.max_request_bytes
     )
     app.state.runtime = runtime
+    app.add_exception_handler(OperationalError, _database_unavailable)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -147,6 +147,32 @@ async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_t
     engine.dispose()
 
 
+async def test_stopped_while_the_database_is_locked_its_running_executions_end_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "stopped.db"
+    url = f"sqlite:///{path}"
+    engine = db.open_engine(url)
+    db.upgrade(engine)
+    tracker = await Tracker(engine, Settings(database_url=url), kind="test").start()
+    running, running_id = await start_slow(tracker, engine)
+    other_writer = sqlite3.connect(path, isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    with pytest.raises(RecordingError, match="its end is not recorded yet"):
+        await running
+    await tracker.close()  # its end still can't be written: it is left to recovery
+    other_writer.execute("ROLLBACK")
+    other_writer.close()
+    assert get_execution(engine, running_id).summary.status == "pending"
+    await asyncio.sleep(0.3)
+    async with Tracker(engine, Settings(database_url=url, stale_after_s=0.2), kind="test") as restarted:
+        assert restarted.recovered == 1
+    summary = get_execution(engine, running_id).summary
+    assert (summary.status, summary.error_type) == ("error", "interrupted")
+    engine.dispose()
+
+
 BIG = """name: big
 nodes:
   - {id: make, type: transform, config: {value: "{{ 'x' * 100000 }}"}}

@@ -48,14 +48,18 @@ class Tracker:
         return self
 
     async def close(self) -> None:
-        """Write what is queued, stop heartbeating, and unregister."""
+        """Write what is queued, stop heartbeating, and unregister. What the database refuses now is
+        left pending, for recovery to mark ``interrupted``."""
         if self._writer is not None:
             await self._writer.close()
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
         if self.runner_id is not None:
-            unregister_runner(self.engine, self.runner_id)
+            try:
+                unregister_runner(self.engine, self.runner_id)
+            except Exception as exc:  # the database is away: the runner's heartbeat goes stale instead
+                log.warning("could not unregister runner %s: %s", self.runner_id, exc)
             self.runner_id = None
 
     async def __aenter__(self) -> Tracker:

@@ -32,9 +32,9 @@ chromium:
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
 test: dev chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/reliability
 
-# the crash rounds (also part of `make test`), with their counts shown
+# the crash rounds and the 10,000-call load tests (CI runs them after `make test`), with their figures
 reliability: dev
 	$(BIN)/python -m pytest tests/reliability -s -q
 

@@ -116,7 +116,7 @@ async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(prob
 
 
 async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_the_running_ones(
-    tmp_path: Path, probe: Probe, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, probe: Probe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 500)  # the same paths as 5 s, sooner
     path = tmp_path / "locked.db"
@@ -141,9 +141,13 @@ async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_t
             again = await tracker.run(tracker.prepare(record), {}, CallInfo("cli"))
             assert again.status == "fulfilled"
         # the loop went on serving while the writes waited for the lock
+        print(f"\nSQLite locked: the event loop's longest stall {longest[0] * 1000:.0f} ms")
         assert longest[0] < 0.2, longest
     other_writer.close()
     assert list_executions(engine).total == 2
+    said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "flowdeck.tracking"]
+    assert said.count("the database refused the tracking writes, kept until it is back") == 1
+    assert said.count("the database is back") == 1  # once each, however many tries in between
     engine.dispose()
 
 
@@ -207,6 +211,9 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
                     break
                 returned[run.execution_id] = run.status
             assert refused is not None, "the disk never filled"
+            print(
+                f"\nfull disk: {len(returned)} calls recorded, {len(ended_later)} ends kept, then: {refused}"
+            )
             assert "database or disk is full" in str(refused)
             assert len(probe.calls) == ran_before  # refused before any node
             assert returned, "nothing fitted before the disk filled"

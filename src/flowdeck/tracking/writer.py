@@ -143,6 +143,7 @@ class Writer:
         # the writes of running executions that the database refused for a while: tried again
         self._kept_steps: dict[tuple[str, int], dict[str, Any]] = {}
         self._kept_finishes: list[dict[str, Any]] = []
+        self._away = False  # the database refused the last writes: said once in the log, not per try
 
     def start(self) -> None:
         """Start writing, on the running event loop."""
@@ -203,7 +204,6 @@ class Writer:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            retrying = bool(self._kept_steps or self._kept_finishes)
             steps = {**self._kept_steps, **self._steps}
             commits = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
             self._steps, self._commits, self._kept_steps, self._kept_finishes = {}, [], {}, []
@@ -220,11 +220,9 @@ class Writer:
                 await self._write(ops[start : start + MAX_BATCH], events if last else [])
             if late:
                 await self._write(late, events)
-            if self._kept_steps or self._kept_finishes:
-                if not self._closed and self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._ready.set)
-            elif retrying:
-                log.warning("the database is back: the kept writes are recorded")
+            kept = self._kept_steps or self._kept_finishes
+            if kept and not self._closed and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._ready.set)
 
     async def _write(self, ops: list[Op], events: list[Event]) -> None:
         try:
@@ -247,6 +245,9 @@ class Writer:
                     _settle([op], None)
             return
         _settle(ops, None)
+        if self._away:
+            self._away = False
+            log.warning("the database is back: tracking writes go through again")
         if events and self.hub is not None and not self.hub.via_database:
             self.hub.dispatch(events)
 
@@ -254,7 +255,8 @@ class Writer:
         """Keep the steps and ends of running executions to write them again; a new execution is
         refused (its caller gets the error and runs no node). Callers waiting for an end get the
         error now: the end is recorded later, when the database is back."""
-        if not (self._kept_steps or self._kept_finishes):
+        if not self._away:
+            self._away = True
             log.error("the database refused the tracking writes, kept until it is back: %s", error)
         for kind, row, _ in ops:
             if kind == STEP:

@@ -4,12 +4,15 @@ executions already running keep their steps and ends until the database is back.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from flowdeck.engine import PreparedFlow, run_flow
@@ -179,30 +182,50 @@ async def test_stopped_while_the_database_is_locked_its_running_executions_end_i
 
 BIG = """name: big
 nodes:
-  - {id: make, type: transform, config: {value: "{{ 'x' * 100000 }}"}}
+  - {id: make, type: transform, config: {value: "{{ input.blob }}"}}
   - {id: tag, type: probe, config: {value: done}}
 """
+# what a disk of each size holds besides the database: PostgreSQL's own files take about 40 MB
+DISK_SIZE = {"sqlite": "8m", "postgres": "96m"}
 
 
+@contextmanager
+def database_on(disk: Path, kind: str) -> Iterator[str]:
+    """A migrated database of ``kind`` whose files are on ``disk``: its URL."""
+    if kind == "sqlite":
+        url = f"sqlite:///{disk / 'flowdeck.db'}"
+        db.upgrade(db.open_engine(url))
+        yield url
+        return
+    cluster = Cluster(root=disk).start()
+    try:
+        url = cluster.create_database("flowdeck")
+        db.upgrade(db.open_engine(url))
+        with psycopg.connect(url, autocommit=True) as connection:  # a fresh WAL segment: the writes
+            connection.execute("SELECT pg_switch_wal()")  # to come fit in it, so that the WAL never
+            connection.execute("CHECKPOINT")  # needs a new file while the disk is full
+        yield url
+    finally:
+        cluster.remove()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_nothing(
-    tmp_path: Path, probe: Probe
+    probe: Probe, kind: str
 ) -> None:
-    with small_disk(tmp_path / "disk", "8m") as disk:
-        path = disk / "flowdeck.db"
-        url = f"sqlite:///{path}"
+    with small_disk(DISK_SIZE[kind]) as disk, database_on(disk, kind) as url:
         engine = db.open_engine(url)
-        db.upgrade(engine)
         record, _ = import_flow(engine, load_flow_text(BIG).model_dump(exclude_none=True))
-        filler = fill(disk, keep_bytes=1 << 20)
+        filler = fill(disk, keep_bytes=2 << 20)
         returned: dict[str, str] = {}
         ended_later: list[str] = []
         async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
             flow = tracker.prepare(record)
             refused: RecordingError | None = None
-            for _ in range(100):  # 1 MiB of room, 100 KB a call: full within a dozen calls
+            for _ in range(100):  # 2 MiB of room, 200 KB a call (that no database compresses)
                 ran_before = len(probe.calls)
                 try:
-                    run = await tracker.run(flow, {}, CallInfo("cli"))
+                    run = await tracker.run(flow, {"blob": os.urandom(100_000).hex()}, CallInfo("cli"))
                 except RecordingError as error:
                     if error.ran:  # ended, its end kept until there is room
                         ended_later.append(probe.calls[-1])
@@ -212,21 +235,25 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
                 returned[run.execution_id] = run.status
             assert refused is not None, "the disk never filled"
             print(
-                f"\nfull disk: {len(returned)} calls recorded, {len(ended_later)} ends kept, then: {refused}"
+                f"\nfull disk, {kind}: {len(returned)} calls recorded, {len(ended_later)} ends kept, "
+                f"then: {refused}"
             )
-            assert "database or disk is full" in str(refused)
+            assert re.search(r"database or disk is full|No space left on device", str(refused))
             assert len(probe.calls) == ran_before  # refused before any node
             assert returned, "nothing fitted before the disk filled"
             assert list_executions(engine).total >= len(returned)  # reads go on
             filler.unlink()
-            again = await tracker.run(flow, {}, CallInfo("cli"))
+            again = await tracker.run(flow, {"blob": "small"}, CallInfo("cli"))
             assert again.status == "fulfilled"
             for execution_id in ended_later:
                 await eventually(
                     lambda e=execution_id: get_execution(engine, e).summary.status == "fulfilled"
                 )
         for execution_id, status in returned.items():
-            assert get_execution(engine, execution_id).summary.status == status
-        with engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            record_ = get_execution(engine, execution_id)
+            assert record_.summary.status == status
+            assert len(record_.steps[0].output) == 200_000  # the data is whole
+        if kind == "sqlite":
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
         engine.dispose()

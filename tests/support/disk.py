@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,10 @@ import pytest
 
 
 @contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` (``8m``) at ``path``; needs root, or sudo without a password."""
-    path.mkdir(parents=True, exist_ok=True)
+def small_disk(size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``8m``), mounted for the block; needs root, or sudo without a password.
+    Its folder is in the system's temporary folder, which other users (PostgreSQL's) can reach."""
+    path = Path(tempfile.mkdtemp(prefix="flowdeck-disk-"))
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     mounted = subprocess.run(
         [*sudo, "mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(path)],
@@ -23,11 +25,13 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
         text=True,
     )
     if mounted.returncode != 0:
+        path.rmdir()
         pytest.skip(f"a full disk needs a tmpfs, which needs root or sudo here: {mounted.stderr.strip()}")
     try:
         yield path
     finally:
         subprocess.run([*sudo, "umount", "-l", str(path)], check=True)
+        path.rmdir()
 
 
 def fill(path: Path, keep_bytes: int) -> Path:

@@ -37,9 +37,9 @@ def free_port() -> int:
 class Cluster:
     """One PostgreSQL server. ``durable=False`` turns fsync off: fine for tests, not for figures."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, root: Path | None = None) -> None:
         self.bin = _bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="flowdeck-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="flowdeck-pg-", dir=root))
         self.data = self.root / "data"
         self.port = free_port()
         self.durable = durable

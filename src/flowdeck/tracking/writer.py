@@ -93,7 +93,8 @@ class _Sqlite:
             connection.execute("PRAGMA busy_timeout=0")
 
     async def close(self) -> None:
-        if self._connection is not None:
+        if self._connection is not None:  # back to the pool, waiting for locks as the others do
+            self._connection.driver_connection.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
             self._connection.close()
             self._connection = None
 

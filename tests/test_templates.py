@@ -105,6 +105,10 @@ def test_bad_syntax_is_found_when_compiling() -> None:
         "{{ range(10) | join('x' * 10000000) }}",
         "{{ ('x' * 10000000) + ('x' * 10000000) }}",
         "{{ input.city * input.big }}",
+        "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
+        "{{ range(1000) | map('string') | join('x' * 100000) }}",
+        "{{ ('y' * 100000).join(range(1000) | map('string')) }}",
     ],
 )
 def test_an_operation_that_would_make_a_huge_value_is_refused_before_it_runs(source: str) -> None:
@@ -123,6 +127,10 @@ def test_an_operation_that_would_make_a_huge_value_is_refused_before_it_runs(sou
         ("{{ [[1], [2]] | sum(start=[]) }}", [1, 2]),
         ("{{ input.tags | join(', ') }}", "a, b"),
         ("{{ '%05.1f' % 3.14159 }}", "003.1"),
+        ("{{ 'a' ~ input.n ~ 'b' }}", "a3b"),
+        ("x{{ input.n ~ '!' }}", "x3!"),
+        ("{{ range(3) | map('string') | join('-') }}", "0-1-2"),
+        ("{{ '+'.join(input.tags) }}", "a+b"),
     ],
 )
 def test_the_same_operations_within_bounds_work(source: str, expected: object) -> None:

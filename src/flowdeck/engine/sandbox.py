@@ -8,10 +8,10 @@ their inputs. Two things it leaves open matter to a server that renders on its e
   thread interrupts one that runs longer (it raises :class:`TemplateTimeout` in the rendering thread,
   which a template's loops, being Python code, receive at once).
 - **memory**: one operation can make a value of gigabytes from small inputs (``'x' * n``,
-  ``s.center(n)``, ``sep.join(items)``). Every operation and filter that can multiply the size of
-  its inputs is checked *before* it runs: a result of more than ``MAX_TEXT`` characters or items is
-  refused. The others make values no larger than what they were given, and arguments are already
-  limited by the request size.
+  ``s.center(n)``, ``sep.join(items)``, ``s ~ s`` in a loop). Every operation and filter that can
+  multiply the size of its inputs is checked *before* it runs, and a template's text as it is made:
+  a result of more than ``MAX_TEXT`` characters or items is refused. The others make values no
+  larger than what they were given, and arguments are already limited by the request size.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterable, Sized
 from typing import Any
 
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -81,16 +83,18 @@ def _check_replace(text: Any, old: Any, new: Any, count: Any = None) -> None:
         _refuse("this replace", len(text) + found * max(0, len(new) - len(old)))
 
 
-def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """The methods of ``str`` that can make a longer string than they were given."""
+def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """The methods of ``str`` that can make a longer string than they were given. The arguments to
+    call with come back (an iterator made a list, so that it could be measured)."""
     owner = getattr(getattr(method, "__wrapped__", method), "__self__", None)
     if not isinstance(owner, str):
-        return
+        return args
     name, first = method.__name__, args[0] if args else None
     if name in ("format", "format_map"):
         _check_format(owner)
-    elif name == "join":
-        _check_join(owner, first)
+    elif name == "join" and args:
+        args = (_measurable(first), *args[1:])
+        _check_join(owner, args[0])
     elif name == "replace" and len(args) >= 2:
         _check_replace(owner, *args[:3])
     elif name in ("center", "ljust", "rjust", "zfill") and isinstance(first, int):
@@ -98,17 +102,28 @@ def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     elif name == "expandtabs":
         tab = kwargs.get("tabsize", 8 if first is None else first)
         _refuse("this expandtabs", len(owner) * tab if isinstance(tab, int) else 0)
+    return args
 
 
-def _guarded(check: Callable[..., None], run: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(check: Callable[..., Any], run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` behind ``check``, which raises, or may hand back the arguments to run with instead (an
+    iterator made a list, so that it could be measured)."""
+
     def filter_(*args: Any, **kwargs: Any) -> Any:
-        check(*args, **kwargs)
+        replaced = check(*args, **kwargs)
+        if replaced is not None:
+            args, kwargs = replaced
         return run(*args, **kwargs)
 
     for attribute in ("jinja_pass_arg",):  # how Jinja2 knows to pass the context first
         if hasattr(run, attribute):
             setattr(filter_, attribute, getattr(run, attribute))
     return filter_
+
+
+def _measurable(items: Any) -> Any:
+    """A list of an iterator's items (bounded by the time limit), anything else as it is."""
+    return items if isinstance(items, Sized) or not isinstance(items, Iterable) else list(items)
 
 
 def _filter_checks() -> dict[str, Callable[..., None]]:
@@ -125,8 +140,10 @@ def _filter_checks() -> dict[str, Callable[..., None]]:
         wrapstring = kw.get("wrapstring", wrapstring)
         _refuse("this wordwrap", _length(text) * (1 + _length(wrapstring or "\n")))
 
-    def join(_ctx: Any, items: Any, separator: Any = "", *_: Any, **kw: Any) -> None:
-        _check_join(kw.get("d", separator), items)
+    def join(ctx: Any, items: Any, *args: Any, **kw: Any) -> Any:
+        items = _measurable(items)
+        _check_join(kw.get("d", args[0] if args else ""), items)
+        return (ctx, items, *args), kw
 
     def replace(_ctx: Any, text: Any, old: Any, new: Any, count: Any = None) -> None:
         _check_replace(text, old, new, count)
@@ -147,9 +164,12 @@ def _filter_checks() -> dict[str, Callable[..., None]]:
     def slice_(_ctx: Any, items: Any, count: Any, *_: Any, **__: Any) -> None:  # fills every slice
         _refuse("this slice", _length(items) + (count if isinstance(count, int) else 0))
 
-    def sum_(_env: Any, items: Any, attribute: Any = None, start: Any = 0) -> None:  # adds up lists
-        if isinstance(start, str | list | tuple) and isinstance(items, Sized):
+    def sum_(env: Any, items: Any, *args: Any, **kw: Any) -> Any:  # adds up lists, too
+        items = _measurable(items)
+        start = kw.get("start", args[1] if len(args) > 1 else 0)
+        if isinstance(start, str | list | tuple):
             _refuse("this sum", _length(start) + sum(_length(item) for item in items))
+        return (env, items, *args), kw
 
     return {
         "indent": indent,
@@ -187,8 +207,40 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_method(__obj, args, kwargs)
+        args = _check_method(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def join_checked(self, parts: tuple[Any, ...]) -> str:
+        """The ``~`` operator."""
+        texts = [str(part) for part in parts]
+        _refuse("this ~", sum(len(text) for text in texts))
+        return "".join(texts)
+
+    @staticmethod
+    def concat(chunks: Iterable[str]) -> str:  # type: ignore[override]
+        """A template's text (and a ``{% set %}`` block's), measured as it is made."""
+        kept: list[str] = []
+        size = 0
+        for chunk in chunks:
+            size += len(chunk)
+            _refuse("this template's text", size)
+            kept.append(chunk)
+        return "".join(kept)
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja2's code generator, but ``a ~ b`` goes through :meth:`Sandbox.join_checked`."""
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_checked((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+Sandbox.code_generator_class = _CodeGenerator
 
 
 class _Watchdog:

@@ -145,7 +145,7 @@ async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_t
             assert again.status == "fulfilled"
         # the loop went on serving while the writes waited for the lock
         print(f"\nSQLite locked: the event loop's longest stall {longest[0] * 1000:.0f} ms")
-        assert longest[0] < 0.2, longest
+        assert longest[0] < 0.3, longest  # each write would have held it 0.5 s
     other_writer.close()
     assert list_executions(engine).total == 2
     said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "flowdeck.tracking"]

@@ -142,7 +142,7 @@ def test_a_template_that_runs_forever_is_stopped_at_its_time_limit() -> None:
     started = time.perf_counter()
     with pytest.raises(TemplateRenderError, match=r"ran longer than 1 s, so it was stopped"):
         forever.render(CONTEXT)
-    assert 1.0 <= time.perf_counter() - started < 2.0
+    assert 1.0 <= time.perf_counter() - started < 3.0
     assert Template("{{ input.n + 1 }}").render(CONTEXT) == 4  # the thread goes on as before
 
 
@@ -151,7 +151,7 @@ def test_interruptions_never_outlive_their_render(monkeypatch: pytest.MonkeyPatc
     interruption lands in the code that runs after it."""
     monkeypatch.setattr(watchdog, "limit_s", 0.02)
     outcomes = set()
-    for size in [2000, 4000, 8000, 16000] * 10:
+    for size in [10, 2000, 4000, 8000, 16000, 200000] * 8:
         template = Template(
             f"{{% for i in range({size}) %}}{{% for j in range(20) %}}{{% endfor %}}{{% endfor %}}"
         )

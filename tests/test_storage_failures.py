@@ -51,6 +51,7 @@ async def loop_stalls() -> AsyncIterator[list[float]]:
             last = now
 
     ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)  # the ticker is ticking before the block starts
     try:
         yield longest
     finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +132,36 @@ async def test_unknown_ids_have_no_stream(base: str) -> None:
     async with httpx.AsyncClient(base_url=base) as http:
         assert (await http.get("/api/flows/nope/events")).status_code == 404
         assert (await http.get("/api/executions/nope/events")).status_code == 404
+
+
+async def test_what_another_process_runs_is_live_too(base: str, engine: Engine, database_url: str) -> None:
+    """A `flowdeck flows run` (or a `flowdeck mcp` for a desktop client) writes the same database:
+    its execution shows on the flow's stream as it runs, on SQLite as on PostgreSQL."""
+    flow = find_live_flow(engine, "slow_report")
+    command = [
+        sys.executable,
+        "-m",
+        "flowdeck",
+        "flows",
+        "run",
+        "slow_report",
+        "--args",
+        '{"pause_s": 0.6}',
+        "--json",
+    ]
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        http.stream("GET", f"/api/flows/{flow.id}/events") as response,
+    ):
+        events = read_events(response)
+        await _watching(events)
+        process = await anyio.open_process(command, env={**os.environ, "FLOWDECK_DATABASE_URL": database_url})
+        got = await _until(events, lambda r: r.data["status"] != "pending")
+        await process.wait()
+        output = json.loads(await process.stdout.receive())
+    assert {r.data["id"] for r in got} == {output["execution_id"]}
+    seen = [(r.data["status"], r.data["steps_done"]) for r in got]
+    assert seen[0][0] == "pending" and seen[-1] == ("fulfilled", 3)
+    assert ("pending", 1) in seen  # seen while it ran, not only at its end
+    ids = [r.id for r in got]
+    assert len(set(ids)) == len(ids)

@@ -52,7 +52,7 @@ class Runtime:
         db.upgrade(self.engine)
         import_flow_files(self.engine, flow_paths)
         await self.tracker.start()
-        await self.tracker.events.start()
+        await self.tracker.events.start(self.tracker.runner_id)
         self.catalog.refresh()
         watcher = asyncio.get_running_loop().create_task(self.catalog.watch(), name="flowdeck-flow-watcher")
         try:

@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -373,6 +374,47 @@ def count_executions(connection: Connection, *, flow_id: str | None = None, stat
     if status is not None:
         query = query.where(execution_counts.c.status == status)
     return int(connection.execute(query).scalar_one())
+
+
+@dataclass(slots=True)
+class OthersChanges:
+    """What :func:`changes_by_others` found."""
+
+    last_id: str | None  # the newest execution id seen, whoever ran it
+    summaries: list[ExecutionSummary]
+    steps: list[dict[str, Any]]  # as the writer's events carry them: the step row but its output
+
+
+def newest_execution_id(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return connection.execute(select(func.max(executions.c.id))).scalar()
+
+
+def changes_by_others(
+    engine: Engine, *, after_id: str | None, watched: Iterable[str], runner_id: str | None, limit: int = 500
+) -> OthersChanges:
+    """The executions other processes started after ``after_id`` (ids are time-ordered: an index range
+    scan), and the state of those in ``watched``, with their steps: what live events need on SQLite,
+    where no database notice tells one process what another recorded."""
+    with engine.connect() as connection:
+        query = select(executions.c.id, executions.c.runner_id).order_by(executions.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(executions.c.id > after_id)
+        new = connection.execute(query).all()
+        ids = set(watched) | {row.id for row in new if row.runner_id != runner_id}
+        if not ids:
+            return OthersChanges(new[-1].id if new else after_id, [], [])
+        chosen = executions.c.id.in_(ids)
+        summaries = [_summary(row) for row in connection.execute(select(*_SUMMARY_COLUMNS).where(chosen))]
+        step_columns = [steps.c[name] for name in STEP_COLUMNS if name != "output"]
+        step_rows = connection.execute(
+            select(*step_columns)
+            .where(steps.c.execution_id.in_(ids))
+            .order_by(steps.c.execution_id, steps.c.idx)
+        )
+        return OthersChanges(
+            new[-1].id if new else after_id, summaries, [dict(row._mapping) for row in step_rows]
+        )
 
 
 def list_executions(

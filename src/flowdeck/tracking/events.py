@@ -2,9 +2,11 @@
 ends, the end. They are published once their writes are committed, so a watcher that reads the
 database on an event finds what the event announced.
 
-With SQLite (one server) the writer hands them to the hub directly. With PostgreSQL the writer sends
-them with the batch (``pg_notify`` in the same statement, delivered at its commit) and every server's
-hub listens (``LISTEN``), so a browser on one server sees what runs on another.
+With SQLite the writer hands them to the hub directly, and while somebody watches, the hub looks
+every ``POLL_S`` for what other processes record in the same file (a ``flowdeck mcp`` for a desktop
+client, a ``flowdeck flows run``). With PostgreSQL the writer sends them with the batch
+(``pg_notify`` in the same statement, delivered at its commit) and every server's hub listens
+(``LISTEN``), so a browser on one server sees what runs on another.
 
 Each hub numbers the events it dispatches and keeps the latest ones: a watcher that reconnects with
 the id of the last event it saw gets what it missed, or is told to reload when the hub can't know.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -26,7 +29,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from flowdeck.store.executions import EVENTS_CHANNEL
+from flowdeck.store.executions import EVENTS_CHANNEL, changes_by_others, newest_execution_id
 
 log = logging.getLogger("flowdeck.events")
 
@@ -34,6 +37,7 @@ KEEP = 4096  # events kept for watchers that reconnect
 QUEUE = 2048  # events a slow watcher may fall behind before it is told to reload
 RECONNECT_S = 1.0
 RECONNECT_GRACE_S = 120.0  # events are kept this long after the last watcher left
+POLL_S = 0.5  # SQLite: how often a watched hub looks for what other processes recorded
 
 Event = dict[str, Any]  # {"type": "execution" | "step", "flow_id", "execution_id", "data": {...}}
 
@@ -64,6 +68,7 @@ class _Watcher:
 
 class EventHub:
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._epoch = secrets.token_hex(4)
@@ -90,14 +95,17 @@ class EventHub:
         """True when events travel through the database (PostgreSQL), False when handed over here."""
         return self._postgres
 
-    async def start(self) -> None:
-        if self._postgres:
-            ready = asyncio.Event()
-            self._listener = asyncio.get_running_loop().create_task(
-                self._listen(ready), name="flowdeck-events"
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), 10)
+    async def start(self, runner_id: str | None = None) -> None:
+        """Listen for other processes' events; ``runner_id`` is this process's, whose events come
+        from its own writer."""
+        loop = asyncio.get_running_loop()
+        if not self._postgres:
+            self._listener = loop.create_task(self._poll(runner_id), name="flowdeck-events")
+            return
+        ready = asyncio.Event()
+        self._listener = loop.create_task(self._listen(ready), name="flowdeck-events")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 10)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -176,6 +184,51 @@ class EventHub:
                     "event listener lost its connection (%s); listening again in %s s", exc, RECONNECT_S
                 )
                 await asyncio.sleep(RECONNECT_S)
+
+    async def _poll(self, runner_id: str | None) -> None:
+        after = await asyncio.to_thread(newest_execution_id, self._engine)
+        watched: dict[str, tuple[str, int]] = {}  # others' running executions -> (status, steps done)
+        steps_seen: dict[tuple[str, int], tuple[str, int | None]] = {}
+        while True:
+            await asyncio.sleep(POLL_S)
+            if not self._watchers:
+                continue
+            try:
+                changes = await asyncio.to_thread(
+                    changes_by_others, self._engine, after_id=after, watched=watched, runner_id=runner_id
+                )
+            except Exception as exc:  # the database may be away for a while: look again later
+                log.warning("could not look for other processes' executions: %s", exc)
+                continue
+            after = changes.last_id
+            flow_of = {summary.id: summary.flow_id for summary in changes.summaries}
+            events: list[Event] = []
+            for step in changes.steps:
+                key, state = (step["execution_id"], step["idx"]), (step["status"], step["ended_at"])
+                if steps_seen.get(key) != state:
+                    steps_seen[key] = state
+                    events.append(
+                        {"type": "step", "flow_id": flow_of[key[0]], "execution_id": key[0], "data": step}
+                    )
+            for summary in changes.summaries:
+                state = (summary.status, summary.steps_done)
+                if watched.get(summary.id) != state:
+                    data = dataclasses.asdict(summary)
+                    events.append(
+                        {
+                            "type": "execution",
+                            "flow_id": summary.flow_id,
+                            "execution_id": summary.id,
+                            "data": data,
+                        }
+                    )
+                if summary.status == "pending":
+                    watched[summary.id] = state
+                else:
+                    watched.pop(summary.id, None)
+                    for key in [key for key in steps_seen if key[0] == summary.id]:
+                        del steps_seen[key]
+            self.dispatch(events)
 
 
 def notify_payloads(events: list[Event], limit: int = 7000) -> list[str]:

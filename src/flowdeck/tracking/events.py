@@ -205,7 +205,7 @@ class EventHub:
             events: list[Event] = []
             for step in changes.steps:
                 key, state = (step["execution_id"], step["idx"]), (step["status"], step["ended_at"])
-                if steps_seen.get(key) != state:
+                if key[0] in flow_of and steps_seen.get(key) != state:
                     steps_seen[key] = state
                     events.append(
                         {"type": "step", "flow_id": flow_of[key[0]], "execution_id": key[0], "data": step}

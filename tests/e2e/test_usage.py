@@ -4,7 +4,10 @@ the executions page, escaping and the login."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -210,6 +213,25 @@ def test_live_a_new_execution_appears_and_turns_green_without_reload(site: Site,
     expect(items.first.get_by_test_id("duration")).to_have_text(re.compile(r"\d"))
     assert_no_reload(page)
     running.join(10)
+
+
+def test_live_an_execution_run_by_another_process_appears_too(site: Site, page: Page) -> None:
+    """A `flowdeck flows run` (as a `flowdeck mcp` for a desktop client would) on the same SQLite file."""
+    call(site, "slow_report", {"pause_s": 0})
+    page.goto(usage_url(site, "slow_report"))
+    mark_no_reload(page)
+    expect(page.get_by_test_id("execution-item")).to_have_count(1)
+    command = [sys.executable, "-m", "flowdeck", "flows", "run", "slow_report"]
+    arguments = ["--args", '{"topic": "elsewhere", "pause_s": 1}']
+    environment = {**os.environ, "FLOWDECK_DATABASE_URL": site.settings.database_url}
+    with subprocess.Popen([*command, *arguments], env=environment, stdout=subprocess.DEVNULL) as other:
+        items = page.get_by_test_id("execution-item")
+        expect(items).to_have_count(2)
+        expect(items.first).to_contain_text("topic: elsewhere")
+        expect(items.first).to_have_attribute("data-status", "pending")
+        expect(items.first).to_have_attribute("data-status", "fulfilled", timeout=15_000)
+        assert other.wait(15) == 0
+    assert_no_reload(page)
 
 
 def test_the_open_details_grow_node_by_node(site: Site, page: Page) -> None:

@@ -115,9 +115,8 @@ def _guarded(check: Callable[..., Any], run: Callable[..., Any]) -> Callable[...
             args, kwargs = replaced
         return run(*args, **kwargs)
 
-    for attribute in ("jinja_pass_arg",):  # how Jinja2 knows to pass the context first
-        if hasattr(run, attribute):
-            setattr(filter_, attribute, getattr(run, attribute))
+    if hasattr(run, "jinja_pass_arg"):  # how Jinja2 knows to pass the context first
+        filter_.jinja_pass_arg = run.jinja_pass_arg  # type: ignore[attr-defined]
     return filter_
 
 

@@ -401,9 +401,10 @@ def changes_by_others(
         if after_id is not None:
             query = query.where(executions.c.id > after_id)
         new = connection.execute(query).all()
+        last_id = new[-1].id if new else after_id
         ids = set(watched) | {row.id for row in new if row.runner_id != runner_id}
         if not ids:
-            return OthersChanges(new[-1].id if new else after_id, [], [])
+            return OthersChanges(last_id, [], [])
         chosen = executions.c.id.in_(ids)
         summaries = [_summary(row) for row in connection.execute(select(*_SUMMARY_COLUMNS).where(chosen))]
         step_columns = [steps.c[name] for name in STEP_COLUMNS if name != "output"]
@@ -412,9 +413,7 @@ def changes_by_others(
             .where(steps.c.execution_id.in_(ids))
             .order_by(steps.c.execution_id, steps.c.idx)
         )
-        return OthersChanges(
-            new[-1].id if new else after_id, summaries, [dict(row._mapping) for row in step_rows]
-        )
+        return OthersChanges(last_id, summaries, [dict(row._mapping) for row in step_rows])
 
 
 def list_executions(

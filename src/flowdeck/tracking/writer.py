@@ -195,7 +195,7 @@ class Writer:
             self._ready.clear()
             await self._flush()
             if self._closed and not self._steps and not self._commits:
-                if self._kept_steps or self._kept_finishes:
+                if self.kept:
                     log.error("%d writes could not be recorded before stopping", self.kept)
                 return
 
@@ -221,8 +221,7 @@ class Writer:
                 await self._write(ops[start : start + MAX_BATCH], events if last else [])
             if late:
                 await self._write(late, events)
-            kept = self._kept_steps or self._kept_finishes
-            if kept and not self._closed and self._timer is None:
+            if self.kept and not self._closed and self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._ready.set)
 
     async def _write(self, ops: list[Op], events: list[Event]) -> None:
@@ -241,7 +240,10 @@ class Writer:
                 try:
                     await self._backend.write(_batch([op]), [])
                 except Exception as alone:
-                    self._keep([op], alone) if is_transient(alone) else _settle([op], alone)
+                    if is_transient(alone):
+                        self._keep([op], alone)
+                    else:
+                        _settle([op], alone)
                 else:
                     _settle([op], None)
             return

@@ -42,6 +42,11 @@ POLL_S = 0.5  # SQLite: how often a watched hub looks for what other processes r
 Event = dict[str, Any]  # {"type": "execution" | "step", "flow_id", "execution_id", "data": {...}}
 
 
+def event(kind: str, flow_id: str, execution_id: str, data: dict[str, Any]) -> Event:
+    """An ``execution`` event (``data``: the summary) or a ``step`` event (the step but its output)."""
+    return {"type": kind, "flow_id": flow_id, "execution_id": execution_id, "data": data}
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
     """An event as a watcher gets it; ``type == "reload"`` says events may have been missed."""
@@ -188,7 +193,7 @@ class EventHub:
     async def _poll(self, runner_id: str | None) -> None:
         after = await asyncio.to_thread(newest_execution_id, self._engine)
         watched: dict[str, tuple[str, int]] = {}  # others' running executions -> (status, steps done)
-        steps_seen: dict[tuple[str, int], tuple[str, int | None]] = {}
+        steps_seen: dict[str, dict[int, tuple[str, int | None]]] = {}  # their steps -> (status, end)
         while True:
             await asyncio.sleep(POLL_S)
             if not self._watchers:
@@ -204,30 +209,24 @@ class EventHub:
             flow_of = {summary.id: summary.flow_id for summary in changes.summaries}
             events: list[Event] = []
             for step in changes.steps:
-                key, state = (step["execution_id"], step["idx"]), (step["status"], step["ended_at"])
-                if key[0] in flow_of and steps_seen.get(key) != state:
-                    steps_seen[key] = state
-                    events.append(
-                        {"type": "step", "flow_id": flow_of[key[0]], "execution_id": key[0], "data": step}
-                    )
+                execution_id, state = step["execution_id"], (step["status"], step["ended_at"])
+                if execution_id not in flow_of:  # not read this time: next time
+                    continue
+                seen = steps_seen.setdefault(execution_id, {})
+                if seen.get(step["idx"]) != state:
+                    seen[step["idx"]] = state
+                    events.append(event("step", flow_of[execution_id], execution_id, step))
             for summary in changes.summaries:
                 state = (summary.status, summary.steps_done)
                 if watched.get(summary.id) != state:
-                    data = dataclasses.asdict(summary)
                     events.append(
-                        {
-                            "type": "execution",
-                            "flow_id": summary.flow_id,
-                            "execution_id": summary.id,
-                            "data": data,
-                        }
+                        event("execution", summary.flow_id, summary.id, dataclasses.asdict(summary))
                     )
                 if summary.status == "pending":
                     watched[summary.id] = state
                 else:
                     watched.pop(summary.id, None)
-                    for key in [key for key in steps_seen if key[0] == summary.id]:
-                        del steps_seen[key]
+                    steps_seen.pop(summary.id, None)
             self.dispatch(events)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flowdeck.engine import PreparedFlow, Run, Step
 from flowdeck.store.executions import encode_value, params_preview
-from flowdeck.tracking.events import Event
+from flowdeck.tracking.events import Event, event
 from flowdeck.tracking.secrets import has_secrets, mask
 from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
 
@@ -137,12 +137,9 @@ class Recorder:
         events: list[Event] = []
         if step is not None:
             data = {key: value for key, value in step.items() if key != "output"}
-            events.append({"type": "step", "flow_id": flow_id, "execution_id": execution_id, "data": data})
+            events.append(event("step", flow_id, execution_id, data))
         if step is None or with_summary:
-            data = dict(summary)
-            events.append(
-                {"type": "execution", "flow_id": flow_id, "execution_id": execution_id, "data": data}
-            )
+            events.append(event("execution", flow_id, execution_id, dict(summary)))
         return events
 
     def _step_row(self, run: Run, step: Step) -> dict[str, Any]:

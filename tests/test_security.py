@@ -16,6 +16,13 @@ from tests.test_api import HELLO
 TOKEN = "correct-horse-battery"
 
 
+def form_token_of(page: httpx.Response) -> str:
+    """The login form's hidden form token."""
+    found = re.search(r'name="form_token" value="([^"]+)"', page.text)
+    assert found, page.text[:300]
+    return found.group(1)
+
+
 @pytest.fixture
 def base(tmp_path: Path) -> Iterator[str]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'sec.db'}", allowed_hosts=["flows.example.com"])
@@ -68,7 +75,7 @@ def test_the_same_origin_goes_through(base: str) -> None:
 def test_the_login_form_is_accepted_only_with_its_own_form_token(secured: str) -> None:
     with httpx.Client(base_url=secured) as browser:
         page = browser.get("/login?next=/executions")
-        form_token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)
+        form_token = form_token_of(page)
         assert browser.cookies["flowdeck_form"] == form_token
         forged = httpx.post(f"{secured}/login", data={"token": TOKEN, "next": "/"})  # no form cookie
         assert forged.status_code == 403
@@ -86,11 +93,11 @@ def test_the_login_form_is_accepted_only_with_its_own_form_token(secured: str) -
 def test_a_wrong_token_shows_the_form_again_and_its_form_token_still_holds(secured: str) -> None:
     with httpx.Client(base_url=secured) as browser:
         page = browser.get("/login")
-        form_token = re.search(r'name="form_token" value="([^"]+)"', page.text).group(1)
+        form_token = form_token_of(page)
         browser.get("/login?next=/")  # another tab
         again = browser.post("/login", data={"token": "wrong", "form_token": form_token})
         assert again.status_code == 401
         assert "That token is not the right one." in again.text
-        assert re.search(r'name="form_token" value="([^"]+)"', again.text).group(1) == form_token
+        assert form_token_of(again) == form_token
         assert browser.post("/login", data={"token": TOKEN, "form_token": form_token}).status_code == 303
         assert "flowdeck_form" not in browser.cookies  # used up: the next sign-in gets a new one

@@ -106,10 +106,7 @@ def login_routes(app: FastAPI, backend: TokenBackend) -> None:
         form_token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
         context = {"next": next, "failed": failed, "form_token": form_token}
         response = templates.TemplateResponse(request, "login.html", context, status_code=status_code)
-        secure = request.url.scheme == "https"
-        response.set_cookie(
-            FORM_COOKIE, form_token, httponly=True, samesite="strict", secure=secure, path="/login"
-        )
+        _set_cookie(response, request, FORM_COOKIE, form_token, path="/login")
         return response
 
     @app.get("/login", include_in_schema=False, response_class=HTMLResponse)
@@ -129,7 +126,12 @@ def login_routes(app: FastAPI, backend: TokenBackend) -> None:
             return form(request, next, failed=True, status_code=401)
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         response = RedirectResponse(target, status_code=303)
-        secure = request.url.scheme == "https"
-        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", secure=secure)
+        _set_cookie(response, request, COOKIE, token.strip())
         response.delete_cookie(FORM_COOKIE, path="/login")
         return response
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str, path: str = "/") -> None:
+    """HttpOnly, SameSite=Strict, and Secure when the request came over TLS."""
+    secure = request.url.scheme == "https"
+    response.set_cookie(name, value, path=path, httponly=True, samesite="strict", secure=secure)

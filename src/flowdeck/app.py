@@ -37,9 +37,8 @@ def is_loopback(host: str) -> bool:
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database stopped, unreachable or locked: 503 and a line in the log, not a traceback."""
-    log.warning(
-        "%s %s: the database is unavailable: %s", request.method, request.url.path, exc.__cause__ or exc
-    )
+    reason = " ".join(str(exc.__cause__ or exc).split())
+    log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, reason)
     headers = {"Retry-After": str(RETRY_AFTER_S)}
     if request.url.path.startswith(MACHINE_PREFIXES):
         detail = {"detail": "the database is unavailable: try again shortly"}

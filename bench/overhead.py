@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 from flowdeck.engine import NullObserver, PreparedFlow, run_flow
-from flowdeck.flows import load_flow_text
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.ids import new_id
 from flowdeck.settings import Settings
-from flowdeck.store import db
+from flowdeck.states import Status, Transport
+from flowdeck.store import database
 from flowdeck.store.flows import import_flow
 from flowdeck.tracking import CallInfo, Tracker
 
@@ -28,11 +29,11 @@ TRANSFORM = _flow("transform, config: {value: {i: '{{ input.i }}', text: 'some o
 async def _time(tracker: Tracker, flow: PreparedFlow, tracked: bool, i: int) -> float:
     started = time.perf_counter()
     if tracked:
-        run = await tracker.run(flow, {"i": i}, CallInfo("cli"))
+        run = await tracker.run(flow, {"i": i}, CallInfo(Transport.CLI))
     else:
         run = await run_flow(flow, {"i": i}, NullObserver(), execution_id=new_id())
     elapsed = time.perf_counter() - started
-    assert run.status == "fulfilled", run.error
+    assert run.status == Status.FULFILLED, run.error
     return elapsed
 
 
@@ -53,21 +54,20 @@ async def _measure(tracker: Tracker, flow: PreparedFlow, rounds: int) -> tuple[f
 
 
 def overhead_rows(url: str, label: str, *, quick: bool) -> list[dict[str, Any]]:
-    engine = db.open_engine(url)
-    db.upgrade(engine)
+    db = database.open_database(url)
+    database.upgrade(db)
     records = [
-        import_flow(engine, load_flow_text(text).model_dump(exclude_none=True))[0]
-        for text in (SLEEPY, TRANSFORM)
+        import_flow(db, load_flow_text(text).model_dump(exclude_none=True))[0] for text in (SLEEPY, TRANSFORM)
     ]
     rounds = 300 if quick else 1200
 
     async def measure_both() -> tuple[tuple[float, float], tuple[float, float]]:
-        async with Tracker(engine, Settings(database_url=url), kind="bench") as tracker:
+        async with Tracker(db, Settings(database_url=url), kind="bench") as tracker:
             sleepy, transform = (tracker.prepare(record) for record in records)
             return await _measure(tracker, sleepy, rounds // 4), await _measure(tracker, transform, rounds)
 
     (slow_t, slow_u), (fast_t, fast_u) = asyncio.run(measure_both())
-    engine.dispose()
+    db.dispose()
     return [
         {
             "name": f"overhead_ratio_10x1ms_{label}",

@@ -18,8 +18,8 @@ import httpx
 from tests.support.postgres import free_port
 from tests.support.server import spawn
 
-from flowdeck.flows import load_flow_text
-from flowdeck.store import db
+from flowdeck.flowfiles import load_flow_text
+from flowdeck.store import database
 from flowdeck.store.flows import import_flow
 from flowdeck.store.seed import seed_executions
 
@@ -33,18 +33,18 @@ def _flow(name: str) -> dict[str, Any]:
 
 def seed(url: str, main: int, others: int) -> str:
     """Create the flows and their executions; the main flow's id."""
-    engine = db.open_engine(url)
-    db.upgrade(engine)
-    flow, _ = import_flow(engine, _flow("big_flow"))
-    seed_executions(engine, flow, main, seed=1)
+    db = database.open_database(url)
+    database.upgrade(db)
+    flow, _ = import_flow(db, _flow("big_flow"))
+    seed_executions(db, flow, main, seed=1)
     for n in range(OTHER_FLOWS):
-        other, _ = import_flow(engine, _flow(f"other_{n:02d}"))
-        seed_executions(engine, other, others // OTHER_FLOWS, seed=n + 2)
-    if engine.dialect.name == "postgresql":
+        other, _ = import_flow(db, _flow(f"other_{n:02d}"))
+        seed_executions(db, other, others // OTHER_FLOWS, seed=n + 2)
+    if db.dialect.name == "postgresql":
         # what autovacuum would do in the next minutes, done now: the figures are of a settled database
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with db.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM (ANALYZE) executions, execution_steps, execution_counts")
-    engine.dispose()
+    db.dispose()
     return flow.id
 
 

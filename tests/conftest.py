@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from flowdeck.engine import NodeContext, NodeType, node_types
-from flowdeck.flows import load_flow_text
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
-from flowdeck.store import db
+from flowdeck.store import database
 from flowdeck.store.flows import FlowRecord, import_flow
 from tests.support.postgres import Cluster
 
@@ -27,9 +27,9 @@ def pg_cluster() -> Iterator[Cluster]:
     cluster = Cluster().start()
     try:
         template = cluster.create_database("flowdeck_template")
-        engine = db.open_engine(template)
-        db.upgrade(engine)
-        engine.dispose()
+        db = database.open_database(template)
+        database.upgrade(db)
+        db.dispose()
         yield cluster
     finally:
         cluster.remove()
@@ -40,19 +40,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated database of each kind."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'flowdeck.db'}"
-        engine = db.open_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
+        db = database.open_database(url)
+        database.upgrade(db)
+        db.dispose()
         return url
     cluster: Cluster = request.getfixturevalue("pg_cluster")
     return cluster.create_database(f"t{os.getpid()}_{next(_numbers)}", template="flowdeck_template")
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = db.open_engine(database_url)
-    yield engine
-    engine.dispose()
+def db(database_url: str) -> Iterator[Engine]:
+    db = database.open_database(database_url)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture
@@ -61,12 +61,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def add_flow(engine: Engine):  # type: ignore[no-untyped-def]
+def add_flow(db: Engine):  # type: ignore[no-untyped-def]
     """Store a flow written as YAML text; returns its record."""
 
     def add(text: str) -> FlowRecord:
         definition = load_flow_text(text)
-        record, _ = import_flow(engine, definition.model_dump(mode="json", exclude_none=True))
+        record, _ = import_flow(db, definition.model_dump(mode="json", exclude_none=True))
         return record
 
     return add

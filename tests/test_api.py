@@ -125,15 +125,15 @@ def test_invalid_definitions_list_every_problem_with_its_place(api: httpx.Client
 )
 def test_pagination_edges(
     api: httpx.Client,
-    engine: Engine,
+    db: Engine,
     count: int,
     page: int,
     per_page: int,
     expect_items: int,
     expect_pages: int,
 ) -> None:
-    flow = find_live_flow(engine, "hello")
-    seed_executions(engine, flow, count)
+    flow = find_live_flow(db, "hello")
+    seed_executions(db, flow, count)
     body = api.get(f"/api/flows/{flow.id}/executions", params={"page": page, "per_page": per_page}).json()
     assert (len(body["items"]), body["total"], body["pages"], body["page"], body["per_page"]) == (
         expect_items, count, expect_pages, page, per_page,
@@ -146,9 +146,9 @@ def test_pagination_edges(
         assert [item["id"] for item in body["items"]] == ids[start : start + per_page]
 
 
-def test_pages_read_from_both_ends_agree(api: httpx.Client, engine: Engine) -> None:
-    flow = find_live_flow(engine, "hello")
-    seed_executions(engine, flow, 230)
+def test_pages_read_from_both_ends_agree(api: httpx.Client, db: Engine) -> None:
+    flow = find_live_flow(db, "hello")
+    seed_executions(db, flow, 230)
     seen = []
     for page in range(1, 13):
         seen += [
@@ -159,9 +159,9 @@ def test_pages_read_from_both_ends_agree(api: httpx.Client, engine: Engine) -> N
     assert seen == sorted(seen, reverse=True)
 
 
-def test_status_filter_and_bad_query_values(api: httpx.Client, engine: Engine) -> None:
-    flow = find_live_flow(engine, "hello")
-    seed_executions(engine, flow, 60)
+def test_status_filter_and_bad_query_values(api: httpx.Client, db: Engine) -> None:
+    flow = find_live_flow(db, "hello")
+    seed_executions(db, flow, 60)
     everything = api.get(f"/api/flows/{flow.id}/executions", params={"per_page": 100}).json()
     errors = api.get(f"/api/flows/{flow.id}/executions", params={"status": "error", "per_page": 100}).json()
     assert errors["total"] == sum(1 for item in everything["items"] if item["status"] == "error") > 0
@@ -174,9 +174,7 @@ def test_status_filter_and_bad_query_values(api: httpx.Client, engine: Engine) -
         assert response.json()["detail"][0]["loc"][0] == "query"
 
 
-async def test_executions_across_flows_and_one_execution(
-    base: str, api: httpx.Client, engine: Engine
-) -> None:
+async def test_executions_across_flows_and_one_execution(base: str, api: httpx.Client, db: Engine) -> None:
     async with Client(f"{base}/mcp") as mcp:
         fulfilled = await mcp.call_tool("order_quote", {"item": "pen", "unit_price": 2})
         failed = await mcp.call_tool("charge_card", {"amount": 5000})
@@ -223,9 +221,9 @@ async def test_executions_across_flows_and_one_execution(
     assert error["params_preview"] == "amount: 5000"
 
 
-def test_a_deleted_flows_executions_stay_listed_with_its_name(api: httpx.Client, engine: Engine) -> None:
-    flow = find_live_flow(engine, "hello")
-    seed_executions(engine, flow, 3)
+def test_a_deleted_flows_executions_stay_listed_with_its_name(api: httpx.Client, db: Engine) -> None:
+    flow = find_live_flow(db, "hello")
+    seed_executions(db, flow, 3)
     assert api.delete(f"/api/flows/{flow.id}").status_code == 204
     page = api.get(f"/api/flows/{flow.id}/executions").json()
     assert page["total"] == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.store import db
+from flowdeck.store import database
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 
@@ -152,4 +152,4 @@ def test_a_database_that_refuses_writes_is_a_clear_error(tmp_path: Path) -> None
 
 
 def test_db_upgrade(flowdeck) -> None:
-    assert f"is at revision {db.head_revision()}" in flowdeck("db", "upgrade").stdout
+    assert f"is at revision {database.head_revision()}" in flowdeck("db", "upgrade").stdout

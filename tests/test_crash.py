@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import Tracker
 
 FLOWDECK = [sys.executable, "-m", "flowdeck"]
@@ -27,70 +27,70 @@ nodes:
 """
 
 
-def _start_a_runner(engine: Engine, settings: Settings) -> int:
+def _start_a_runner(db: Engine, settings: Settings) -> int:
     """Start (and stop) a tracker, as any flowdeck process does; how many executions it recovered."""
 
     async def start() -> int:
-        async with Tracker(engine, settings, kind="test") as tracker:
+        async with Tracker(db, settings, kind="test") as tracker:
             return tracker.recovered
 
     return asyncio.run(start())
 
 
-def _wait_for_running_node(engine: Engine, node_id: str, timeout_s: float = 30) -> str:
+def _wait_for_running_node(db: Engine, node_id: str, timeout_s: float = 30) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        page = list_executions(engine, status="pending")
+        page = list_executions(db, status="pending")
         if page.items:
-            record = get_execution(engine, page.items[0].id)
+            record = get_execution(db, page.items[0].id)
             if any(step.node_id == node_id and step.status == "pending" for step in record.steps):
-                return record.summary.id
+                return record.id
         time.sleep(0.05)
     raise AssertionError(f"no execution reached node {node_id!r}")
 
 
 def test_sigkill_mid_node_then_restart_marks_it_interrupted(
-    database_url: str, engine: Engine, add_flow, tmp_path: Path
+    database_url: str, db: Engine, add_flow, tmp_path: Path
 ) -> None:
     add_flow(SLOW)
     env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
     victim = subprocess.Popen([*FLOWDECK, "flows", "run", "slow"], env=env, cwd=tmp_path)
     try:
-        execution_id = _wait_for_running_node(engine, "long_wait")
+        execution_id = _wait_for_running_node(db, "long_wait")
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
     finally:
         victim.kill()
-    assert get_execution(engine, execution_id).summary.status == "pending"
+    assert get_execution(db, execution_id).status == "pending"
 
     # the next process to start recovers it
-    assert _start_a_runner(engine, Settings(database_url=database_url)) == 1
-    record = get_execution(engine, execution_id)
-    assert record.summary.status == "error"
-    assert record.error["type"] == "interrupted"
-    assert record.error["node_id"] == "long_wait"
+    assert _start_a_runner(db, Settings(database_url=database_url)) == 1
+    record = get_execution(db, execution_id)
+    assert record.status == "error"
+    assert record.error.type == "interrupted"
+    assert record.error.node_id == "long_wait"
     assert [(s.node_id, s.status) for s in record.steps] == [("warm_up", "fulfilled"), ("long_wait", "error")]
-    assert record.summary.ended_at is not None
-    assert list_executions(engine, status="pending").total == 0
+    assert record.ended_at is not None
+    assert list_executions(db, status="pending").total == 0
 
     # recovery happens once: a second start finds nothing to mark
-    assert _start_a_runner(engine, Settings(database_url=database_url)) == 0
+    assert _start_a_runner(db, Settings(database_url=database_url)) == 0
 
 
 def test_a_stale_heartbeat_marks_a_runner_dead(
-    database_url: str, engine: Engine, add_flow, tmp_path: Path
+    database_url: str, db: Engine, add_flow, tmp_path: Path
 ) -> None:
     """A runner on another host can't be checked by process id: only its heartbeat tells."""
     add_flow(SLOW)
     env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
     victim = subprocess.Popen([*FLOWDECK, "flows", "run", "slow"], env=env, cwd=tmp_path)
     try:
-        execution_id = _wait_for_running_node(engine, "long_wait")
+        execution_id = _wait_for_running_node(db, "long_wait")
         victim.send_signal(signal.SIGSTOP)  # alive, but silent
         settings = Settings(database_url=database_url, stale_after_s=0.5)
         time.sleep(0.6)
-        assert _start_a_runner(engine, settings) == 1
-        assert get_execution(engine, execution_id).error["type"] == "interrupted"
+        assert _start_a_runner(db, settings) == 1
+        assert get_execution(db, execution_id).error.type == "interrupted"
     finally:
         victim.kill()
         victim.wait(10)

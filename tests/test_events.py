@@ -47,8 +47,8 @@ async def _watching(events) -> None:  # type: ignore[no-untyped-def]
                 return
 
 
-async def test_a_flow_stream_gets_start_each_node_and_end(base: str, engine: Engine) -> None:
-    flow = find_live_flow(engine, "slow_report")
+async def test_a_flow_stream_gets_start_each_node_and_end(base: str, db: Engine) -> None:
+    flow = find_live_flow(db, "slow_report")
     async with (
         httpx.AsyncClient(base_url=base, timeout=30) as http,
         http.stream("GET", f"/api/flows/{flow.id}/events") as response,
@@ -72,7 +72,7 @@ async def test_a_flow_stream_gets_start_each_node_and_end(base: str, engine: Eng
     assert len(set(ids)) == len(ids)
 
 
-async def test_an_execution_stream_gets_its_steps(base: str, engine: Engine) -> None:
+async def test_an_execution_stream_gets_its_steps(base: str, db: Engine) -> None:
     async with Client(f"{base}/mcp") as mcp, anyio.create_task_group() as group:
         group.start_soon(mcp.call_tool, "slow_report", {"pause_s": 0.4})
         with anyio.fail_after(10):
@@ -100,8 +100,8 @@ async def test_an_execution_stream_gets_its_steps(base: str, engine: Engine) -> 
     assert got[-1].data["status"] == "fulfilled"
 
 
-async def test_reconnecting_with_last_event_id_misses_nothing(base: str, engine: Engine) -> None:
-    flow = find_live_flow(engine, "hello")
+async def test_reconnecting_with_last_event_id_misses_nothing(base: str, db: Engine) -> None:
+    flow = find_live_flow(db, "hello")
     url = f"/api/flows/{flow.id}/events"
     async with httpx.AsyncClient(base_url=base, timeout=30) as http, Client(f"{base}/mcp") as mcp:
         async with http.stream("GET", url) as response:
@@ -134,10 +134,10 @@ async def test_unknown_ids_have_no_stream(base: str) -> None:
         assert (await http.get("/api/executions/nope/events")).status_code == 404
 
 
-async def test_what_another_process_runs_is_live_too(base: str, engine: Engine, database_url: str) -> None:
+async def test_what_another_process_runs_is_live_too(base: str, db: Engine, database_url: str) -> None:
     """A `flowdeck flows run` (or a `flowdeck mcp` for a desktop client) writes the same database:
     its execution shows on the flow's stream as it runs, on SQLite as on PostgreSQL."""
-    flow = find_live_flow(engine, "slow_report")
+    flow = find_live_flow(db, "slow_report")
     command = [
         sys.executable,
         "-m",

@@ -1,4 +1,4 @@
-"""The flow loader against anything: random text and random JSON-like data give a FlowError listing
+"""The flow loader against anything: random text and random JSON-like data give a InvalidFlow listing
 problems, or a flow; never another exception."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowdeck.flows import FlowError, load_flow_text, parse_flow
+from flowdeck.errors import InvalidFlow
+from flowdeck.flowfiles import load_flow_text, parse_flow
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -37,9 +38,9 @@ def _loads_or_explains(call) -> None:  # type: ignore[no-untyped-def]
     problems = []
     try:
         call()
-    except FlowError as exc:
+    except InvalidFlow as exc:
         problems = exc.problems
-        assert problems, "a FlowError names at least one problem"
+        assert problems, "a InvalidFlow names at least one problem"
     assert all(isinstance(problem.message, str) and problem.message for problem in problems)
 
 

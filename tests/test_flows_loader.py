@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.flows import FlowError, flow_files, load_flow_file, load_flow_text
+from flowdeck.errors import InvalidFlow
+from flowdeck.flowfiles import flow_files, load_flow_file, load_flow_text
 
 GOOD = """
 name: get_weather
@@ -34,7 +35,7 @@ output: "{{ nodes.shape }}"
 
 
 def problems(text: str) -> list[tuple[str, str]]:
-    with pytest.raises(FlowError) as caught:
+    with pytest.raises(InvalidFlow) as caught:
         load_flow_text(text)
     return [(p.place, p.message) for p in caught.value.problems]
 
@@ -64,7 +65,7 @@ def test_bad_yaml_is_placed_by_line_and_column() -> None:
 def test_bad_json_is_placed_by_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"name": "x",\n "nodes": [}')
-    with pytest.raises(FlowError) as caught:
+    with pytest.raises(InvalidFlow) as caught:
         load_flow_file(path)
     assert caught.value.problems[0].place == "line 2, column 12"
     assert str(path) in str(caught.value)
@@ -171,7 +172,7 @@ nodes:
 def test_the_error_text_lists_every_problem_with_its_place(tmp_path: Path) -> None:
     path = tmp_path / "two.yaml"
     path.write_text("name: 'a b'\nnodes:\n  - {id: a, type: nope}\n")
-    with pytest.raises(FlowError) as caught:
+    with pytest.raises(InvalidFlow) as caught:
         load_flow_file(path)
     text = str(caught.value)
     assert text.startswith(f"{path}: 2 problems:")
@@ -183,7 +184,7 @@ def test_folders_give_their_flow_files_in_name_order(tmp_path: Path) -> None:
     for name in ["b.yaml", "a.json", "c.yml", "notes.txt"]:
         (tmp_path / name).write_text("{}")
     assert [p.name for p in flow_files([tmp_path])] == ["a.json", "b.yaml", "c.yml"]
-    with pytest.raises(FlowError, match="no such file"):
+    with pytest.raises(InvalidFlow, match="no such file"):
         flow_files([tmp_path / "missing.yaml"])
 
 

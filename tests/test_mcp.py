@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from mcp.shared.exceptions import MCPError
 from sqlalchemy import Engine
 
 import flowdeck.mcp.server as mcp_server
-from flowdeck.flows import load_flow_text
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
-from flowdeck.store.executions import get_execution, list_executions
 from flowdeck.store.flows import delete_flow, find_live_flow, import_flow
+from flowdeck.store.reads import get_execution, list_executions
 from tests.support.postgres import Cluster
 from tests.support.server import eventually, served
 
@@ -40,8 +41,8 @@ def client(url: str, mode: str, **kwargs: Any) -> Client:
     )
 
 
-def record_of(engine: Engine, result: types.CallToolResult) -> Any:
-    return get_execution(engine, result.meta["flowdeck/execution_id"])
+def record_of(db: Engine, result: types.CallToolResult) -> Any:
+    return get_execution(db, result.meta["flowdeck/execution_id"])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -56,7 +57,7 @@ async def test_tools_are_the_live_flows(url: str, mode: str) -> None:
     assert hello.input_schema["properties"]["language"]["default"] == "en"
 
 
-async def test_legacy_sessions_hear_of_flows_created_and_deleted(url: str, engine: Engine) -> None:
+async def test_legacy_sessions_hear_of_flows_created_and_deleted(url: str, db: Engine) -> None:
     heard: list[Any] = []
     changed = anyio.Event()
 
@@ -69,23 +70,23 @@ async def test_legacy_sessions_hear_of_flows_created_and_deleted(url: str, engin
         assert mcp.server_capabilities.tools.list_changed is True
         await mcp.list_tools()
         # another process adds a flow: this server notices it by itself
-        import_flow(engine, load_flow_text("name: newcomer\nnodes: []\n").model_dump(exclude_none=True))
+        import_flow(db, load_flow_text("name: newcomer\nnodes: []\n").model_dump(exclude_none=True))
         with anyio.fail_after(10):
             await changed.wait()
         assert "newcomer" in [tool.name for tool in (await mcp.list_tools()).tools]
         changed = anyio.Event()
-        delete_flow(engine, find_live_flow(engine, "newcomer").id)
+        delete_flow(db, find_live_flow(db, "newcomer").id)
         with anyio.fail_after(10):
             await changed.wait()
         assert "newcomer" not in [tool.name for tool in (await mcp.list_tools()).tools]
     assert len(heard) == 2
 
 
-async def test_2026_clients_hear_of_changes_through_listen(url: str, engine: Engine) -> None:
+async def test_2026_clients_hear_of_changes_through_listen(url: str, db: Engine) -> None:
     async with client(url, "auto") as mcp:
         assert mcp.protocol_version == "2026-07-28"
         async with mcp.listen(tools_list_changed=True) as subscription:
-            import_flow(engine, load_flow_text("name: late\nnodes: []\n").model_dump(exclude_none=True))
+            import_flow(db, load_flow_text("name: late\nnodes: []\n").model_dump(exclude_none=True))
             with anyio.fail_after(10):
                 event = await subscription.__anext__()
             assert type(event).__name__ == "ToolsListChanged"
@@ -93,7 +94,7 @@ async def test_2026_clients_hear_of_changes_through_listen(url: str, engine: Eng
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_fulfilled_call_and_its_record(url: str, engine: Engine, mode: str) -> None:
+async def test_a_fulfilled_call_and_its_record(url: str, db: Engine, mode: str) -> None:
     async with client(url, mode) as mcp:
         result = await mcp.call_tool(
             "order_quote", {"item": "pen", "quantity": 3, "unit_price": 2.5, "discount_code": "X"}
@@ -102,8 +103,8 @@ async def test_a_fulfilled_call_and_its_record(url: str, engine: Engine, mode: s
     assert result.is_error is False
     assert result.structured_content == expected
     assert json.loads(result.content[0].text) == expected
-    record = record_of(engine, result)
-    assert record.summary.status == "fulfilled"
+    record = record_of(db, result)
+    assert record.status == "fulfilled"
     assert record.initial_params == {"item": "pen", "quantity": 3, "unit_price": 2.5, "discount_code": "X"}
     assert [(s.node_id, s.status) for s in record.steps] == [
         ("subtotal", "fulfilled"),
@@ -111,7 +112,7 @@ async def test_a_fulfilled_call_and_its_record(url: str, engine: Engine, mode: s
         ("total", "fulfilled"),
     ]
     assert record.data["nodes"]["discount"] == {"code": "X", "amount": 0.75}
-    assert record.client == {"name": "test-client", "version": "9.9"}
+    assert asdict(record.client) == {"name": "test-client", "version": "9.9"}
     assert record.transport == "http"
     assert record.output == expected
 
@@ -125,7 +126,7 @@ async def test_a_non_object_output_is_json_text(url: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_failing_call_names_its_node(url: str, engine: Engine, mode: str) -> None:
+async def test_a_failing_call_names_its_node(url: str, db: Engine, mode: str) -> None:
     async with client(url, mode) as mcp:
         result = await mcp.call_tool("charge_card", {"amount": 5000})
     assert result.is_error is True
@@ -133,8 +134,8 @@ async def test_a_failing_call_names_its_node(url: str, engine: Engine, mode: str
         result.content[0].text
         == "charge_card failed at node 'charge': amount 5000 EUR is over the 1000 limit"
     )
-    record = record_of(engine, result)
-    assert record.error == {
+    record = record_of(db, result)
+    assert asdict(record.error) == {
         "type": "node_error",
         "message": "amount 5000 EUR is over the 1000 limit",
         "node_id": "charge",
@@ -143,9 +144,7 @@ async def test_a_failing_call_names_its_node(url: str, engine: Engine, mode: str
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_invalid_arguments_are_an_error_result_and_recorded(
-    url: str, engine: Engine, mode: str
-) -> None:
+async def test_invalid_arguments_are_an_error_result_and_recorded(url: str, db: Engine, mode: str) -> None:
     async with client(url, mode) as mcp:
         result = await mcp.call_tool("hello", {"language": "de", "extra": [1]})
     assert result.is_error is True
@@ -153,20 +152,20 @@ async def test_invalid_arguments_are_an_error_result_and_recorded(
     assert text.startswith("hello failed: invalid arguments: ")
     assert "'name' is a required property" in text
     assert "language: 'de' is not one of ['en', 'fr', 'es']" in text
-    record = record_of(engine, result)
-    assert record.error["type"] == "invalid_params"
+    record = record_of(db, result)
+    assert record.error.type == "invalid_params"
     assert record.initial_params == {"language": "de", "extra": [1]}
     assert record.steps == []
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_an_unknown_tool_is_a_protocol_error(url: str, mode: str, engine: Engine) -> None:
+async def test_an_unknown_tool_is_a_protocol_error(url: str, mode: str, db: Engine) -> None:
     async with client(url, mode) as mcp:
         with pytest.raises(MCPError) as caught:
             await mcp.call_tool("no_such_flow", {})
     assert caught.value.error.code == types.INVALID_PARAMS
     assert "unknown tool 'no_such_flow'" in caught.value.error.message
-    assert list_executions(engine).total == 0
+    assert list_executions(db).total == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -204,22 +203,22 @@ async def test_a_long_node_sends_keep_alive_progress(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_cancelling_a_call_records_cancelled_and_the_session_goes_on(
-    url: str, engine: Engine, mode: str
+    url: str, db: Engine, mode: str
 ) -> None:
     async with client(url, mode) as mcp:
         async with anyio.create_task_group() as group:
             group.start_soon(mcp.call_tool, "slow_report", {"pause_s": 30})
-            await eventually(lambda: list_executions(engine, status="pending").items)
+            await eventually(lambda: list_executions(db, status="pending").items)
             await anyio.sleep(0.2)
             group.cancel_scope.cancel()
-        await eventually(lambda: not list_executions(engine, status="pending").total)
-        record = get_execution(engine, list_executions(engine).items[0].id)
-        assert record.error == {"type": "cancelled", "message": "cancelled", "node_id": "gather"}
+        await eventually(lambda: not list_executions(db, status="pending").total)
+        record = get_execution(db, list_executions(db).items[0].id)
+        assert asdict(record.error) == {"type": "cancelled", "message": "cancelled", "node_id": "gather"}
         again = await mcp.call_tool("hello", {"name": "still here"})
         assert again.structured_content == {"greeting": "Hello, still here!", "language": "en"}
 
 
-async def test_50_concurrent_calls_from_several_clients(url: str, engine: Engine) -> None:
+async def test_50_concurrent_calls_from_several_clients(url: str, db: Engine) -> None:
     results: dict[int, types.CallToolResult] = {}
 
     async def one_client(first: int, mode: str) -> None:
@@ -239,7 +238,7 @@ async def test_50_concurrent_calls_from_several_clients(url: str, engine: Engine
     assert sorted(results) == list(range(50))
     ids = {result.meta["flowdeck/execution_id"] for result in results.values()}
     assert len(ids) == 50
-    assert list_executions(engine).total == 50
+    assert list_executions(db).total == 50
     for i, result in results.items():
         assert result.structured_content == {
             "item": f"item-{i}",
@@ -247,7 +246,7 @@ async def test_50_concurrent_calls_from_several_clients(url: str, engine: Engine
             "subtotal": 2 * i,
             "total": 2 * i,
         }
-        record = record_of(engine, result)
+        record = record_of(db, result)
         assert record.initial_params == {"item": f"item-{i}", "unit_price": i, "quantity": 2}
         assert record.output == result.structured_content
 
@@ -288,12 +287,12 @@ async def test_no_token_or_a_wrong_one_is_refused(secured: str, headers: dict[st
     assert health.status_code == 200
 
 
-async def test_a_wrong_token_fails_the_sdk_client(secured: str, engine: Engine) -> None:
+async def test_a_wrong_token_fails_the_sdk_client(secured: str, db: Engine) -> None:
     with pytest.raises(BaseExceptionGroup) as caught:
         async with _with_token(f"{secured}/mcp", "wrong", "legacy") as mcp:
             await mcp.call_tool("hello", {"name": "intruder"})
     assert caught.group_contains(MCPError)
-    assert list_executions(engine).total == 0
+    assert list_executions(db).total == 0
 
 
 async def test_a_foreign_origin_or_host_is_refused(url: str) -> None:
@@ -317,9 +316,7 @@ async def test_a_foreign_origin_or_host_is_refused(url: str) -> None:
     assert good.status_code == 200
 
 
-async def test_stateless_mode_serves_both_generations_with_progress(
-    settings: Settings, engine: Engine
-) -> None:
+async def test_stateless_mode_serves_both_generations_with_progress(settings: Settings, db: Engine) -> None:
     with served(settings, [EXAMPLES], stateless=True) as base:
         for mode in MODES:
             seen: list[str | None] = []
@@ -333,7 +330,7 @@ async def test_stateless_mode_serves_both_generations_with_progress(
                 result = await mcp.call_tool(
                     "slow_report", {"topic": mode, "pause_s": 0}, progress_callback=on_progress
                 )
-            assert record_of(engine, result).summary.status == "fulfilled"
+            assert record_of(db, result).status == "fulfilled"
             assert seen == ["gather", "crunch", "format"]
 
 
@@ -369,12 +366,12 @@ async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(pr
         cluster.remove()
 
 
-async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: str, engine: Engine) -> None:
+async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: str, db: Engine) -> None:
     big = "x" * (3 * 1024 * 1024)
     async with client(url, "legacy") as mcp:
         result = await mcp.call_tool("hello", {"name": "Ada", "blob": big})
     assert result.structured_content["greeting"] == "Hello, Ada!"
-    record = record_of(engine, result)
+    record = record_of(db, result)
     assert record.params_truncated is True
     assert record.initial_params["$truncated"]["bytes"] > 3 * 1024 * 1024
     body = {
@@ -390,7 +387,7 @@ async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: st
             headers={"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28"},
         )
     assert response.status_code == 413
-    assert list_executions(engine).total == 1
+    assert list_executions(db).total == 1
 
 
 def test_a_huge_api_body_is_refused(url: str) -> None:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store import db
-from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store import database
+from flowdeck.store.reads import get_execution, list_executions
 from tests.support.server import served
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
@@ -99,9 +99,9 @@ def live() -> Iterator[tuple[str, Engine]]:
             (flows / name).write_text(text)
         url = f"sqlite:///{folder}/fuzz.db"
         with served(Settings(database_url=url), [EXAMPLES, flows]) as base:
-            engine = db.open_engine(url)
-            yield base, engine
-            engine.dispose()
+            db = database.open_database(url)
+            yield base, db
+            db.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +159,8 @@ def test_json_rpc_of_the_wrong_shape_gets_an_error_not_a_failure(session: Sessio
 def test_any_tool_call_is_answered_and_every_one_that_reached_a_flow_is_recorded(
     live: tuple[str, Engine], session: Session
 ) -> None:
-    _, engine = live
-    before = list_executions(engine).total
+    _, db = live
+    before = list_executions(db).total
     recorded: list[str] = []
 
     @given(
@@ -173,19 +173,19 @@ def test_any_tool_call_is_answered_and_every_one_that_reached_a_flow_is_recorded
         assert ("result" in reply) != ("error" in reply), reply
         if "result" in reply:
             execution_id = reply["result"]["_meta"]["flowdeck/execution_id"]
-            record = get_execution(engine, execution_id)
-            assert record.summary.status == ("error" if reply["result"]["isError"] else "fulfilled")
+            record = get_execution(db, execution_id)
+            assert record.status == ("error" if reply["result"]["isError"] else "fulfilled")
             recorded.append(execution_id)
         else:
             assert reply["error"]["message"]
 
     call()
     assert recorded, "no generated call reached a flow"
-    assert list_executions(engine).total - before == len(recorded)
+    assert list_executions(db).total - before == len(recorded)
 
 
 def test_deeply_nested_and_malformed_arguments(live: tuple[str, Engine], session: Session) -> None:
-    base, engine = live
+    base, db = live
     nested = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "hello", "arguments": '
     too_deep = session.post(nested + b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}")
     assert answer(too_deep)["error"]["code"] == -32700
@@ -195,26 +195,24 @@ def test_deeply_nested_and_malformed_arguments(live: tuple[str, Engine], session
     refused = session.call({"name": "hello", "arguments": {"name": "x", "deep": deep}})
     assert refused["result"]["isError"] is True
     assert "nested" in refused["result"]["content"][0]["text"]
-    assert (
-        get_execution(engine, refused["result"]["_meta"]["flowdeck/execution_id"]).summary.status == "error"
-    )
+    assert get_execution(db, refused["result"]["_meta"]["flowdeck/execution_id"]).status == "error"
     assert_up(base)
 
 
 def test_ten_megabyte_arguments_are_run_and_recorded_cut(live: tuple[str, Engine], session: Session) -> None:
-    _, engine = live
+    _, db = live
     reply = session.call({"name": "hello", "arguments": {"name": "Ada", "blob": "y" * (10 * 1024 * 1024)}})
     assert reply["result"]["structuredContent"]["greeting"] == "Hello, Ada!"
-    record = get_execution(engine, reply["result"]["_meta"]["flowdeck/execution_id"])
+    record = get_execution(db, reply["result"]["_meta"]["flowdeck/execution_id"])
     assert record.params_truncated is True
 
 
 def test_a_huge_node_output_is_returned_and_stored_cut(live: tuple[str, Engine], session: Session) -> None:
-    base, engine = live
+    base, db = live
     reply = session.call({"name": "huge_output", "arguments": {"mib": 8}})
     assert reply["result"]["isError"] is False
-    record = get_execution(engine, reply["result"]["_meta"]["flowdeck/execution_id"])
-    assert record.summary.status == "fulfilled"
+    record = get_execution(db, reply["result"]["_meta"]["flowdeck/execution_id"])
+    assert record.status == "fulfilled"
     assert record.steps[0].output_truncated is True
     too_big = session.call({"name": "huge_output", "arguments": {"mib": 1000}})
     assert too_big["result"]["isError"] is True
@@ -225,10 +223,10 @@ def test_a_huge_node_output_is_returned_and_stored_cut(live: tuple[str, Engine],
 def test_a_template_that_never_ends_is_stopped_and_recorded(
     live: tuple[str, Engine], session: Session
 ) -> None:
-    base, engine = live
+    base, db = live
     reply = session.call({"name": "forever", "arguments": {}})
     assert reply["result"]["isError"] is True
     assert "ran longer than 1 s, so it was stopped" in reply["result"]["content"][0]["text"]
-    record = get_execution(engine, reply["result"]["_meta"]["flowdeck/execution_id"])
-    assert (record.summary.status, record.summary.error_node_id) == ("error", "spin")
+    record = get_execution(db, reply["result"]["_meta"]["flowdeck/execution_id"])
+    assert (record.status, record.error_node_id) == ("error", "spin")
     assert_up(base)

@@ -1,4 +1,4 @@
-"""Each built-in node type, run by the engine; ``http`` against a local server started here."""
+"""Each built-in node type, run by the db; ``http`` against a local server started here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flowdeck.engine import NodeType, NullObserver, PreparedFlow, Run, node_types, run_flow
-from flowdeck.flows import load_flow_text
+from flowdeck.flowfiles import load_flow_text
 
 
 class Handler(BaseHTTPRequestHandler):

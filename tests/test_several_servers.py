@@ -17,8 +17,8 @@ import pytest
 from mcp import Client
 from sqlalchemy import insert
 
-from flowdeck.store import db
-from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store import database
+from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.store.runners import recover
 from flowdeck.store.tables import executions, runners
 from tests.support.postgres import Cluster, free_port
@@ -100,15 +100,15 @@ async def test_a_killed_server_is_recovered_by_a_live_one(
 ) -> None:
     base_a, base_b, process_a = two_servers
     assert httpx.post(f"{base_a}/api/flows", json=SLOW).status_code == 201
-    engine = db.open_engine(pg_url)
+    db = database.open_database(pg_url)
     async with Client(f"{base_a}/mcp") as mcp_a, anyio.create_task_group() as group:
         group.start_soon(mcp_a.call_tool, "very_slow", {})
         with anyio.fail_after(15):
-            while not list_executions(engine, status="pending").items:
+            while not list_executions(db, status="pending").items:
                 await anyio.sleep(0.1)
-        execution_id = list_executions(engine, status="pending").items[0].id
+        execution_id = list_executions(db, status="pending").items[0].id
         with anyio.fail_after(15):
-            while [s.status for s in get_execution(engine, execution_id).steps] != ["fulfilled", "pending"]:
+            while [s.status for s in get_execution(db, execution_id).steps] != ["fulfilled", "pending"]:
                 await anyio.sleep(0.1)
         killed_at = time.monotonic()
         process_a.send_signal(signal.SIGKILL)
@@ -121,13 +121,13 @@ async def test_a_killed_server_is_recovered_by_a_live_one(
     assert record["error"]["type"] == "interrupted"
     assert record["error"]["node_id"] == "stuck"
     assert took < 60
-    engine.dispose()
+    db.dispose()
 
 
 def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
-    engine = db.open_engine(pg_url)
+    db = database.open_database(pg_url)
     dead = "01000000-0000-7000-8000-00000000dead"
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(
             insert(runners).values(
                 id=dead, kind="serve", hostname="elsewhere/boot", pid=1, started_at=0, heartbeat_at=0
@@ -157,7 +157,7 @@ def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
 
     def race() -> None:
         barrier.wait()
-        marked.append(recover(engine, stale_after_s=30))
+        marked.append(recover(db, stale_after_s=30))
 
     threads = [threading.Thread(target=race) for _ in range(4)]
     for thread in threads:
@@ -165,6 +165,6 @@ def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
     for thread in threads:
         thread.join(60)
     assert sum(marked) == 300
-    assert list_executions(engine, status="pending").total == 0
-    assert list_executions(engine, status="error").total == 300
-    engine.dispose()
+    assert list_executions(db, status="pending").total == 0
+    assert list_executions(db, status="error").total == 300
+    db.dispose()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ import pytest
 from mcp import Client, StdioServerParameters, types
 from sqlalchemy import Engine
 
-from flowdeck.flows import load_flow_text
-from flowdeck.store.executions import get_execution
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.store.flows import import_flow
+from flowdeck.store.reads import get_execution
 from tests.support.postgres import free_port
 from tests.support.server import spawn
 
@@ -33,7 +34,7 @@ def stdio_params(database_url: str, *args: str) -> StdioServerParameters:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_stdio_lists_calls_and_records(database_url: str, engine: Engine, mode: str) -> None:
+async def test_stdio_lists_calls_and_records(database_url: str, db: Engine, mode: str) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -47,14 +48,14 @@ async def test_stdio_lists_calls_and_records(database_url: str, engine: Engine, 
         failed = await mcp.call_tool("charge_card", {"amount": 2000})
     assert "hello" in names and "slow_report" in names
     assert seen == [(1, 3, "gather"), (2, 3, "crunch"), (3, 3, "format")]
-    record = get_execution(engine, result.meta["flowdeck/execution_id"])
+    record = get_execution(db, result.meta["flowdeck/execution_id"])
     assert record.transport == "stdio"
-    assert record.client == {"name": "desktop-agent", "version": "3.1"}
-    assert record.summary.status == "fulfilled"
+    assert asdict(record.client) == {"name": "desktop-agent", "version": "3.1"}
+    assert record.status == "fulfilled"
     assert failed.is_error and failed.content[0].text.startswith("charge_card failed at node 'charge'")
 
 
-async def test_stdio_sessions_hear_of_new_flows(database_url: str, engine: Engine) -> None:
+async def test_stdio_sessions_hear_of_new_flows(database_url: str, db: Engine) -> None:
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
@@ -63,7 +64,7 @@ async def test_stdio_sessions_hear_of_new_flows(database_url: str, engine: Engin
 
     async with Client(stdio_params(database_url), mode="legacy", message_handler=on_message) as mcp:
         assert [tool.name for tool in (await mcp.list_tools()).tools] == []
-        import_flow(engine, load_flow_text("name: fresh\nnodes: []\n").model_dump(exclude_none=True))
+        import_flow(db, load_flow_text("name: fresh\nnodes: []\n").model_dump(exclude_none=True))
         with anyio.fail_after(15):
             await changed.wait()
         assert [tool.name for tool in (await mcp.list_tools()).tools] == ["fresh"]
@@ -109,7 +110,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
         process.wait(30)
 
 
-def test_flowdeck_call_prints_progress_result_and_id(server: str, engine: Engine, tmp_path: Path) -> None:
+def test_flowdeck_call_prints_progress_result_and_id(server: str, db: Engine, tmp_path: Path) -> None:
     done = subprocess.run(
         [*FLOWDECK, "call", "slow_report", "topic=tea", "pause_s=0.05", "--url", server],
         capture_output=True,
@@ -122,12 +123,12 @@ def test_flowdeck_call_prints_progress_result_and_id(server: str, engine: Engine
     assert lines[0] == '"Report on tea, built in 0.1 s"'
     execution_id = lines[-1].split()[1]
     assert lines[-1] == f"execution {execution_id} fulfilled"
-    record = get_execution(engine, execution_id)
+    record = get_execution(db, execution_id)
     assert record.initial_params == {"topic": "tea", "pause_s": 0.05}
-    assert record.client == {"name": "flowdeck-call", "version": "1"}
+    assert asdict(record.client) == {"name": "flowdeck-call", "version": "1"}
 
 
-def test_flowdeck_call_types_values_by_the_schema(server: str, engine: Engine) -> None:
+def test_flowdeck_call_types_values_by_the_schema(server: str, db: Engine) -> None:
     done = subprocess.run(
         [
             *FLOWDECK,
@@ -146,7 +147,7 @@ def test_flowdeck_call_types_values_by_the_schema(server: str, engine: Engine) -
     )
     assert done.returncode == 0, done.stderr
     execution_id = done.stdout.strip().splitlines()[-1].split()[1]
-    assert get_execution(engine, execution_id).initial_params == {
+    assert get_execution(db, execution_id).initial_params == {
         "quantity": 2,
         "item": "42",
         "unit_price": 2,

@@ -16,12 +16,14 @@ import psycopg
 import pytest
 
 from flowdeck.engine import PreparedFlow, run_flow
-from flowdeck.flows import load_flow_text
+from flowdeck.errors import RecordingFailed
+from flowdeck.events import EventHub
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
-from flowdeck.store import db
-from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store import database
 from flowdeck.store.flows import import_flow
-from flowdeck.tracking import CallInfo, Recorder, RecordingError, Tracker
+from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.tracking import CallInfo, Recorder, Tracker
 from flowdeck.tracking.writer import Writer
 from tests.conftest import Probe
 from tests.support.disk import fill, small_disk
@@ -58,31 +60,31 @@ async def loop_stalls() -> AsyncIterator[list[float]]:
         ticker.cancel()
 
 
-async def start_slow(tracker: Tracker, engine) -> tuple[asyncio.Task, str]:  # type: ignore[no-untyped-def]
+async def start_slow(tracker: Tracker, db) -> tuple[asyncio.Task, str]:  # type: ignore[no-untyped-def]
     """An execution of SLOW, running: its ``pending`` row is written."""
-    record, _ = import_flow(engine, load_flow_text(SLOW).model_dump(exclude_none=True))
+    record, _ = import_flow(db, load_flow_text(SLOW).model_dump(exclude_none=True))
     running = asyncio.create_task(tracker.run(tracker.prepare(record), {}, CallInfo("cli")))
-    await eventually(lambda: any(e.flow_name == "slow" for e in list_executions(engine).items))
-    return running, next(e.id for e in list_executions(engine).items if e.flow_name == "slow")
+    await eventually(lambda: any(e.flow_name == "slow" for e in list_executions(db).items))
+    return running, next(e.id for e in list_executions(db).items if e.flow_name == "slow")
 
 
-def ended_whole(engine, execution_id: str) -> bool:  # type: ignore[no-untyped-def]
-    record = get_execution(engine, execution_id)
-    return record.summary.status == "fulfilled" and [s.status for s in record.steps] == ["fulfilled"] * 2
+def ended_whole(db, execution_id: str) -> bool:  # type: ignore[no-untyped-def]
+    record = get_execution(db, execution_id)
+    return record.status == "fulfilled" and [s.status for s in record.steps] == ["fulfilled"] * 2
 
 
 async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
     tmp_path: Path, probe: Probe
 ) -> None:
     path = tmp_path / "ro.db"
-    db.upgrade(db.open_engine(f"sqlite:///{path}"))
-    read_only = db.open_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-    writer = Writer(read_only)
+    database.upgrade(database.open_database(f"sqlite:///{path}"))
+    read_only = database.open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
+    writer = Writer(read_only, EventHub(read_only))
     writer.start()
     recorder = Recorder(writer, "runner-1", CallInfo("cli"), 1 << 20)
     try:
         with pytest.raises(
-            RecordingError, match=r"cannot record the execution, so the flow was not run: .*readonly"
+            RecordingFailed, match=r"cannot record the execution, so the flow was not run: .*readonly"
         ):
             await run_flow(PreparedFlow(load_flow_text(PROBED)), {}, recorder, execution_id="e1")
     finally:
@@ -94,27 +96,27 @@ async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(prob
     cluster = Cluster().start()
     try:
         url = cluster.create_database("flowdeck")
-        engine = db.open_engine(url)
-        db.upgrade(engine)
-        record, _ = import_flow(engine, load_flow_text(PROBED).model_dump(exclude_none=True))
-        async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
+        db = database.open_database(url)
+        database.upgrade(db)
+        record, _ = import_flow(db, load_flow_text(PROBED).model_dump(exclude_none=True))
+        async with Tracker(db, Settings(database_url=url), kind="test") as tracker:
             flow = tracker.prepare(record)
             first = await tracker.run(flow, {}, CallInfo("cli"))
             assert first.status == "fulfilled"
-            running, running_id = await start_slow(tracker, engine)
+            running, running_id = await start_slow(tracker, db)
             cluster.stop()
-            with pytest.raises(RecordingError, match="cannot record the execution, so the flow was not run"):
+            with pytest.raises(RecordingFailed, match="cannot record the execution, so the flow was not run"):
                 await tracker.run(flow, {}, CallInfo("cli"))
             assert probe.calls == [first.execution_id]
-            with pytest.raises(RecordingError, match="its end is not recorded yet") as ended:
+            with pytest.raises(RecordingFailed, match="its end is not recorded yet") as ended:
                 await running
             assert ended.value.ran
             cluster.start()
             again = await asyncio.wait_for(tracker.run(flow, {}, CallInfo("cli")), 30)
             assert again.status == "fulfilled"
-            await eventually(lambda: ended_whole(engine, running_id))  # the kept end, written
-        assert list_executions(engine).total == 3
-        engine.dispose()
+            await eventually(lambda: ended_whole(db, running_id))  # the kept end, written
+        assert list_executions(db).total == 3
+        db.dispose()
     finally:
         cluster.remove()
 
@@ -122,63 +124,63 @@ async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(prob
 async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_the_running_ones(
     tmp_path: Path, probe: Probe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 500)  # the same paths as 5 s, sooner
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 500)  # the same paths as 5 s, sooner
     path = tmp_path / "locked.db"
     url = f"sqlite:///{path}"
-    engine = db.open_engine(url)
-    db.upgrade(engine)
-    record, _ = import_flow(engine, load_flow_text(PROBED).model_dump(exclude_none=True))
-    async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
-        running, running_id = await start_slow(tracker, engine)
+    db = database.open_database(url)
+    database.upgrade(db)
+    record, _ = import_flow(db, load_flow_text(PROBED).model_dump(exclude_none=True))
+    async with Tracker(db, Settings(database_url=url), kind="test") as tracker:
+        running, running_id = await start_slow(tracker, db)
         other_writer = sqlite3.connect(path, isolation_level=None)
         other_writer.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
         async with loop_stalls() as longest:
-            with pytest.raises(RecordingError, match="not run: database is locked"):
+            with pytest.raises(RecordingFailed, match="not run: database is locked"):
                 await tracker.run(tracker.prepare(record), {}, CallInfo("cli"))
-            with pytest.raises(RecordingError, match="its end is not recorded yet") as ended:
+            with pytest.raises(RecordingFailed, match="its end is not recorded yet") as ended:
                 await running
             assert ended.value.ran
             assert probe.calls == []
-            assert get_execution(engine, running_id).summary.status == "pending"
+            assert get_execution(db, running_id).status == "pending"
             other_writer.execute("ROLLBACK")
-            await eventually(lambda: ended_whole(engine, running_id))
+            await eventually(lambda: ended_whole(db, running_id))
             again = await tracker.run(tracker.prepare(record), {}, CallInfo("cli"))
             assert again.status == "fulfilled"
         # the loop went on serving while the writes waited for the lock
         print(f"\nSQLite locked: the event loop's longest stall {longest[0] * 1000:.0f} ms")
         assert longest[0] < 0.3, longest  # each write would have held it 0.5 s
     other_writer.close()
-    assert list_executions(engine).total == 2
+    assert list_executions(db).total == 2
     said = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "flowdeck.tracking"]
     assert said.count("the database refused the tracking writes, kept until it is back") == 1
     assert said.count("the database is back") == 1  # once each, however many tries in between
-    engine.dispose()
+    db.dispose()
 
 
 async def test_stopped_while_the_database_is_locked_its_running_executions_end_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 300)
     path = tmp_path / "stopped.db"
     url = f"sqlite:///{path}"
-    engine = db.open_engine(url)
-    db.upgrade(engine)
-    tracker = await Tracker(engine, Settings(database_url=url), kind="test").start()
-    running, running_id = await start_slow(tracker, engine)
+    db = database.open_database(url)
+    database.upgrade(db)
+    tracker = await Tracker(db, Settings(database_url=url), kind="test").start()
+    running, running_id = await start_slow(tracker, db)
     other_writer = sqlite3.connect(path, isolation_level=None)
     other_writer.execute("BEGIN IMMEDIATE")
-    with pytest.raises(RecordingError, match="its end is not recorded yet"):
+    with pytest.raises(RecordingFailed, match="its end is not recorded yet"):
         await running
     await tracker.close()  # its end still can't be written: it is left to recovery
     other_writer.execute("ROLLBACK")
     other_writer.close()
-    assert get_execution(engine, running_id).summary.status == "pending"
+    assert get_execution(db, running_id).status == "pending"
     await asyncio.sleep(0.3)
-    async with Tracker(engine, Settings(database_url=url, stale_after_s=0.2), kind="test") as restarted:
+    async with Tracker(db, Settings(database_url=url, stale_after_s=0.2), kind="test") as restarted:
         assert restarted.recovered == 1
-    summary = get_execution(engine, running_id).summary
+    summary = get_execution(db, running_id)
     assert (summary.status, summary.error_type) == ("error", "interrupted")
-    engine.dispose()
+    db.dispose()
 
 
 BIG = """name: big
@@ -195,13 +197,13 @@ def database_on(disk: Path, kind: str) -> Iterator[str]:
     """A migrated database of ``kind`` whose files are on ``disk``: its URL."""
     if kind == "sqlite":
         url = f"sqlite:///{disk / 'flowdeck.db'}"
-        db.upgrade(db.open_engine(url))
+        database.upgrade(database.open_database(url))
         yield url
         return
     cluster = Cluster(root=disk).start()
     try:
         url = cluster.create_database("flowdeck")
-        db.upgrade(db.open_engine(url))
+        database.upgrade(database.open_database(url))
         with psycopg.connect(url, autocommit=True) as connection:  # a fresh WAL segment: the writes
             connection.execute("SELECT pg_switch_wal()")  # to come fit in it, so that the WAL never
             connection.execute("CHECKPOINT")  # needs a new file while the disk is full
@@ -215,19 +217,19 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
     probe: Probe, kind: str
 ) -> None:
     with small_disk(DISK_SIZE[kind]) as disk, database_on(disk, kind) as url:
-        engine = db.open_engine(url)
-        record, _ = import_flow(engine, load_flow_text(BIG).model_dump(exclude_none=True))
+        db = database.open_database(url)
+        record, _ = import_flow(db, load_flow_text(BIG).model_dump(exclude_none=True))
         filler = fill(disk, keep_bytes=2 << 20)
         returned: dict[str, str] = {}
         ended_later: list[str] = []
-        async with Tracker(engine, Settings(database_url=url), kind="test") as tracker:
+        async with Tracker(db, Settings(database_url=url), kind="test") as tracker:
             flow = tracker.prepare(record)
-            refused: RecordingError | None = None
+            refused: RecordingFailed | None = None
             for _ in range(100):  # 2 MiB of room, 200 KB a call (that no database compresses)
                 ran_before = len(probe.calls)
                 try:
                     run = await tracker.run(flow, {"blob": os.urandom(100_000).hex()}, CallInfo("cli"))
-                except RecordingError as error:
+                except RecordingFailed as error:
                     if error.ran:  # ended, its end kept until there is room
                         ended_later.append(probe.calls[-1])
                         continue
@@ -242,19 +244,17 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
             assert re.search(r"database or disk is full|No space left on device", str(refused))
             assert len(probe.calls) == ran_before  # refused before any node
             assert returned, "nothing fitted before the disk filled"
-            assert list_executions(engine).total >= len(returned)  # reads go on
+            assert list_executions(db).total >= len(returned)  # reads go on
             filler.unlink()
             again = await tracker.run(flow, {"blob": "small"}, CallInfo("cli"))
             assert again.status == "fulfilled"
             for execution_id in ended_later:
-                await eventually(
-                    lambda e=execution_id: get_execution(engine, e).summary.status == "fulfilled"
-                )
+                await eventually(lambda e=execution_id: get_execution(db, e).status == "fulfilled")
         for execution_id, status in returned.items():
-            record_ = get_execution(engine, execution_id)
-            assert record_.summary.status == status
+            record_ = get_execution(db, execution_id)
+            assert record_.status == status
             assert len(record_.steps[0].output) == 200_000  # the data is whole
         if kind == "sqlite":
-            with engine.connect() as connection:
+            with db.connect() as connection:
                 assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-        engine.dispose()
+        db.dispose()

@@ -1,5 +1,5 @@
-"""The composition root: one ASGI app with the API at ``/api``, MCP at ``/mcp`` and a health route,
-and its lifespan."""
+"""The composition root: one ASGI app with the API at ``/api``, MCP at ``/mcp``, the pages and a
+health route, its lifespan, and the one place where errors become HTTP answers."""
 
 from __future__ import annotations
 
@@ -16,23 +16,58 @@ from sqlalchemy.exc import OperationalError
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 from flowdeck import __version__
-from flowdeck.api import events as events_api
-from flowdeck.api import executions as executions_api
-from flowdeck.api import flows as flows_api
+from flowdeck.api import event_routes, execution_routes, flow_routes
+from flowdeck.errors import (
+    DatabaseUnavailable,
+    FlowdeckError,
+    InvalidFlow,
+    NameTaken,
+    NotFound,
+    RecordingFailed,
+    count,
+)
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
-from flowdeck.security import MACHINE_PREFIXES, SameOrigin, TokenBackend, login_routes, unauthorized
+from flowdeck.security import SameOrigin, TokenBackend, is_machine, unauthorized
 from flowdeck.settings import Settings
-from flowdeck.web import routes as web
+from flowdeck.states import Transport
+from flowdeck.web import pages
+from flowdeck.web.login import login_router
+from flowdeck.web.rendering import STATIC, error_page
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 RETRY_AFTER_S = 5
 
 log = logging.getLogger("flowdeck")
 
+# what each kind of error is, over HTTP: its status and, on a page, its title
+_STATUS: list[tuple[type[FlowdeckError], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (NameTaken, 409, "Name taken"),
+    (InvalidFlow, 422, "The flow has problems"),
+    (DatabaseUnavailable, 503, "The database is unavailable"),
+    (RecordingFailed, 503, "The execution could not be recorded"),
+    (FlowdeckError, 400, "Refused"),
+]
+
 
 def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+async def _flowdeck_error(request: Request, exc: Exception) -> Response:
+    """A :class:`FlowdeckError` as its status: JSON ``{"detail"}`` for machines (with every problem
+    of an invalid flow), a page for people."""
+    status_code, title = next((code, title) for kind, code, title in _STATUS if isinstance(exc, kind))
+    if not is_machine(request.url.path):
+        return error_page(request, status_code, title, str(exc))
+    if isinstance(exc, InvalidFlow):
+        body = {
+            "detail": f"the flow has {count(len(exc.problems), 'problem')}",
+            "problems": [{"place": p.place, "message": p.message} for p in exc.problems],
+        }
+        return JSONResponse(body, status_code=status_code)
+    return JSONResponse({"detail": str(exc)}, status_code=status_code)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
@@ -40,10 +75,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     reason = " ".join(str(exc.__cause__ or exc).split())
     log.warning("%s %s: the database is unavailable: %s", request.method, request.url.path, reason)
     headers = {"Retry-After": str(RETRY_AFTER_S)}
-    if request.url.path.startswith(MACHINE_PREFIXES):
+    if is_machine(request.url.path):
         detail = {"detail": "the database is unavailable: try again shortly"}
         return JSONResponse(detail, status_code=503, headers=headers)
-    return web.templates.TemplateResponse(request, "unavailable.html", {}, status_code=503, headers=headers)
+    message = (
+        "flowdeck can't reach its database just now. Nothing recorded is lost: reload this page in a few"
+        " seconds."
+    )
+    return error_page(request, 503, "The database is unavailable", message, headers)
 
 
 def _transport_security(host: str, extra_hosts: Iterable[str]) -> TransportSecuritySettings:
@@ -74,7 +113,7 @@ def create_app(
 ) -> FastAPI:
     """The app; nothing touches the database until its lifespan starts."""
     runtime = Runtime.create(settings, kind="serve")
-    server = build_server(runtime.catalog, runtime.tracker, runtime.changes, transport="http")
+    server = build_server(runtime.catalog, runtime.tracker, transport=Transport.HTTP)
     mcp_app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=stateless,
@@ -94,6 +133,7 @@ def create_app(
         title="flowdeck", version=__version__, lifespan=lifespan, max_body_size=settings.max_request_bytes
     )
     app.state.runtime = runtime
+    app.add_exception_handler(FlowdeckError, _flowdeck_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
 
     @app.get("/health", tags=["health"])
@@ -101,15 +141,15 @@ def create_app(
         """Liveness, for load balancers; needs no token."""
         return {"status": "ok", "version": __version__}
 
-    app.include_router(flows_api.router)
-    app.include_router(executions_api.router)
-    app.include_router(events_api.router)
-    app.include_router(web.router)
-    app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), name="static")
+    app.include_router(flow_routes.router)
+    app.include_router(execution_routes.router)
+    app.include_router(event_routes.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     if settings.auth_token:
         backend = TokenBackend(settings.auth_token)
-        login_routes(app, backend)
+        app.include_router(login_router(backend))
         app.add_middleware(AuthenticationMiddleware, backend=backend, on_error=unauthorized)
     app.add_middleware(SameOrigin, allowed_hosts=settings.allowed_hosts)
     app.mount("/", mcp_app)  # last: it answers /mcp

@@ -21,32 +21,38 @@ log = logging.getLogger("flowdeck.catalog")
 WATCH_INTERVAL_S = 1.0
 
 
-class Catalog:
-    """``on_change`` is awaited, in a task of its own, after every refresh that found a change (but the
-    first): whoever looked, the sessions that listen for tool changes hear of it."""
+Listener = Callable[[], Awaitable[None]]
 
-    def __init__(
-        self, engine: Engine, tracker: Tracker, on_change: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
-        self._engine = engine
+
+class Catalog:
+    """Whoever serves the flows (the MCP server) subscribes to hear of changes: each listener is
+    awaited, in a task of its own, after every refresh that found a change (but the first), whoever
+    looked."""
+
+    def __init__(self, db: Engine, tracker: Tracker) -> None:
+        self._db = db
         self._tracker = tracker
-        self._on_change = on_change
+        self._listeners: list[Listener] = []
         self._version: tuple[int, int] | None = None
         self._flows: dict[str, FlowRecord] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
     def refresh(self) -> bool:
         """Reload the live flows if they changed since the last look; True when they did."""
-        version = flows_version(self._engine)
+        version = flows_version(self._db)
         if version == self._version:
             return False
         first = self._version is None
-        self._flows = {record.name: record for record in list_flows(self._engine)}
+        self._flows = {record.name: record for record in list_flows(self._db)}
         self._version = version
-        if not first and self._on_change is not None:
-            task = asyncio.get_running_loop().create_task(self._on_change())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not first:
+            for listener in self._listeners:
+                task = asyncio.get_running_loop().create_task(listener())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return True
 
     def flows(self) -> list[FlowRecord]:

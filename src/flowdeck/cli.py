@@ -1,42 +1,52 @@
 """The ``flowdeck`` command. Every failure is one clear message on stderr and exit code 1, never a
-traceback."""
+traceback: a :class:`~flowdeck.errors.FlowdeckError` says what went wrong, anything else is one
+"internal error" line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import httpx2
 import typer
-from mcp import types
-from mcp.shared.exceptions import MCPError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from typer.core import TyperGroup
 
 from flowdeck import __version__
 from flowdeck.engine import Run
-from flowdeck.flows import FlowError, load_flow_files
-from flowdeck.mcp.client import CallError, call_flow
+from flowdeck.errors import FlowdeckError, InvalidFlow
+from flowdeck.flowfiles import load_flow_files
+from flowdeck.records import dump_json
 from flowdeck.settings import Settings
-from flowdeck.store import db
-from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution, iso, list_executions
-from flowdeck.store.flows import (
-    FlowNameTaken,
-    FlowNotFound,
-    FlowRecord,
-    delete_flow,
-    import_flow,
-    list_flows,
-    resolve_flow,
-)
+from flowdeck.states import Status, StepStatus, Transport
+from flowdeck.store import database
+from flowdeck.store.flows import FlowRecord, delete_flow, import_flow, list_flows, resolve_flow
+from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.store.seed import seed_executions
-from flowdeck.tracking import CallInfo, RecordingError, Tracker
+from flowdeck.times import iso
+from flowdeck.tracking import CallInfo, Tracker
+
+
+class _Commands(TyperGroup):
+    """Turns whatever a command raises into one ``error: ...`` line on stderr and exit code 1, here
+    rather than around the whole program, so that Typer's test runner, which calls the commands
+    in-process, sees exactly what a user does."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
+            raise  # Typer's own: an exit code, or a usage error it shows itself
+        except BaseException as exc:
+            typer.echo(f"error: {_describe(exc)}", err=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Serve flows as MCP tools and inspect every execution.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -52,8 +62,8 @@ app.add_typer(db_app, name="db")
 _state: dict[str, Settings] = {}
 
 
-class CliError(Exception):
-    """A failure to report as one line."""
+class CliError(FlowdeckError):
+    """A command given something it can't use."""
 
 
 @app.callback()
@@ -73,11 +83,11 @@ def _settings() -> Settings:
     return _state.get("settings") or Settings()
 
 
-def _engine() -> Engine:
+def _db() -> Engine:
     """The database, migrated to the current schema (a no-op when it is)."""
-    engine = db.open_engine(_settings().database_url)
-    db.upgrade(engine)
-    return engine
+    db = database.open_database(_settings().database_url)
+    database.upgrade(db)
+    return db
 
 
 def _json(value: Any) -> str:
@@ -92,39 +102,39 @@ def flows_import(paths: Annotated[list[Path], typer.Argument(help="Flow files, o
     """Create or update flows from YAML/JSON files. Nothing is imported if any file has a problem."""
     try:
         definitions = load_flow_files(paths)
-    except FlowError as exc:
+    except InvalidFlow as exc:
         raise CliError(f"nothing imported:\n{exc}") from None
     if not definitions:
         raise CliError("no flow files found (*.yaml, *.yml, *.json)")
-    engine = _engine()
+    db = _db()
     for definition in definitions:
-        record, outcome = import_flow(engine, definition.model_dump(mode="json", exclude_none=True))
+        record, outcome = import_flow(db, definition.model_dump(mode="json", exclude_none=True))
         typer.echo(f"{outcome:9} {record.name} (revision {record.revision})")
 
 
 @flows_app.command("list")
 def flows_list() -> None:
     """Live flows; deleted flows that have executions follow, marked deleted."""
-    engine = _engine()
-    records = list_flows(engine, include_deleted=True)
+    db = _db()
+    records = list_flows(db, include_deleted=True)
     if not records:
         typer.echo("no flows: import some with `flowdeck flows import PATH`")
         return
     typer.echo(f"{'NAME':24} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
     for record in records:
         name = record.name + (" (deleted)" if record.deleted else "")
-        count = list_executions(engine, flow_id=record.id, per_page=1).total  # from the kept counters
+        count = list_executions(db, flow_id=record.id, per_page=1).total  # from the kept counters
         typer.echo(f"{name:24} {record.revision:>4} {count:>10}  {record.description.strip()[:60]}")
 
 
 @flows_app.command("delete")
 def flows_delete(name: Annotated[str, typer.Argument(help="Flow name or id")]) -> None:
     """Delete a flow. Its executions stay, under its name."""
-    engine = _engine()
-    record = resolve_flow(engine, name)
+    db = _db()
+    record = resolve_flow(db, name)
     if record.deleted:
         raise CliError(f"flow {name!r} is already deleted")
-    delete_flow(engine, record.id)
+    delete_flow(db, record.id)
     typer.echo(f"deleted {record.name} (its executions are kept)")
 
 
@@ -139,14 +149,13 @@ def flows_run(
         params = json.loads(args)
     except ValueError as exc:
         raise CliError(f"--args is not JSON: {exc}") from None
-    engine = _engine()
-    record = resolve_flow(engine, name)
+    db = _db()
+    record = resolve_flow(db, name)
     if record.deleted:
         raise CliError(f"flow {name!r} is deleted")
-    run = asyncio.run(_run_tracked(engine, record, params))
-    error = None
-    if run.error is not None:
-        error = {"type": run.error.type, "message": run.error.message, "node_id": run.error.node_id}
+    run = asyncio.run(_run_tracked(db, record, params))
+    error = run.error
+    took = _ms(run.ended_at - run.started_at if run.ended_at is not None else None)
     if as_json:
         result = {
             "execution_id": run.execution_id,
@@ -154,25 +163,26 @@ def flows_run(
             "output": run.output,
             "error": error,
         }
-        typer.echo(_json(result))
+        typer.echo(dump_json(result, indent=2))
     elif error is None:
         typer.echo(_json(run.output))
-        typer.echo(f"execution {run.execution_id} fulfilled in {_ms(run.ended_at - run.started_at)}")
+        typer.echo(f"execution {run.execution_id} fulfilled in {took}")
     else:
-        where = f" at node '{error['node_id']}'" if error["node_id"] else ""
-        typer.echo(f"{record.name} failed{where}: {error['message']} ({error['type']})", err=True)
-        typer.echo(f"execution {run.execution_id} error in {_ms(run.ended_at - run.started_at)}")
+        where = f" at node '{error.node_id}'" if error.node_id else ""
+        typer.echo(f"{record.name} failed{where}: {error.message} ({error.type})", err=True)
+        typer.echo(f"execution {run.execution_id} error in {took}")
     if error is not None:
         raise typer.Exit(1)
 
 
-async def _run_tracked(engine: Engine, record: FlowRecord, params: Any) -> Run:
-    async with Tracker(engine, _settings(), kind="cli") as tracker:
-        return await tracker.run(tracker.prepare(record), params, CallInfo("cli"))
+async def _run_tracked(db: Engine, record: FlowRecord, params: Any) -> Run:
+    # servers watching this database see the run: on PostgreSQL through it, on SQLite by their looks
+    async with Tracker(db, _settings(), kind="cli") as tracker:
+        return await tracker.run(tracker.prepare(record), params, CallInfo(Transport.CLI))
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+def _ms(us: int | None) -> str:
+    return "-" if us is None else f"{us / 1000:.1f} ms"
 
 
 # ---- executions -----------------------------------------------------------------------------------
@@ -181,19 +191,22 @@ def _ms(seconds: float | None) -> str:
 @executions_app.command("list")
 def executions_list(
     flow: Annotated[str | None, typer.Option("--flow", help="Flow name or id")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending, fulfilled or error")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help=", ".join(Status) + ", or none for all")
+    ] = None,
     page: Annotated[int, typer.Option("--page", min=1)] = 1,
     per_page: Annotated[int, typer.Option("--per-page", min=1, max=100)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
 ) -> None:
     """Executions, newest first."""
-    if status is not None and status not in STATUSES:
-        raise CliError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
-    engine = _engine()
-    flow_id = resolve_flow(engine, flow).id if flow else None
-    result = list_executions(engine, flow_id=flow_id, status=status, page=page, per_page=per_page)
+    if status is not None and status not in Status.__members__.values():
+        raise CliError(f"--status must be one of {', '.join(Status)}, not {status!r}")
+    db = _db()
+    flow_id = resolve_flow(db, flow).id if flow else None
+    chosen = None if status is None else Status(status)
+    result = list_executions(db, flow_id=flow_id, status=chosen, page=page, per_page=per_page)
     if as_json:
-        typer.echo(_json(result.as_dict()))
+        typer.echo(dump_json(result, indent=2))
         return
     if not result.items:
         typer.echo(
@@ -217,33 +230,32 @@ def executions_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the execution as JSON")] = False,
 ) -> None:
     """One execution: its parameters, each step with its output, and the data it ended with."""
-    record = get_execution(_engine(), execution_id)
+    record = get_execution(_db(), execution_id)
     if as_json:
-        typer.echo(_json(record.as_dict()))
+        typer.echo(dump_json(record, indent=2))
         return
-    summary = record.summary
-    duration = "-" if summary.duration_ms is None else f"{summary.duration_ms:.1f} ms"
-    client = record.client or {}
-    typer.echo(f"execution {summary.id}: {summary.status}")
-    typer.echo(f"  flow       {summary.flow_name} (revision {record.flow_revision}, id {summary.flow_id})")
-    typer.echo(f"  started    {iso(summary.started_at)}   ended {iso(summary.ended_at) or '-'}   {duration}")
-    typer.echo(f"  transport  {record.transport}   client {' '.join(filter(None, client.values())) or '-'}")
+    duration = "-" if record.duration_ms is None else f"{record.duration_ms:.1f} ms"
+    client = " ".join(filter(None, (record.client.name, record.client.version))) if record.client else ""
+    typer.echo(f"execution {record.id}: {record.status}")
+    typer.echo(f"  flow       {record.flow_name} (revision {record.flow_revision}, id {record.flow_id})")
+    typer.echo(f"  started    {iso(record.started_at)}   ended {iso(record.ended_at) or '-'}   {duration}")
+    typer.echo(f"  transport  {record.transport}   client {client or '-'}")
     typer.echo(
         f"  params     {_compact(record.initial_params)}{'  (cut)' if record.params_truncated else ''}"
     )
     if record.error:
-        where = f" at node '{record.error['node_id']}'" if record.error["node_id"] else ""
-        typer.echo(f"  error      {record.error['type']}{where}: {record.error['message']}")
-    typer.echo(f"steps ({summary.steps_done} of {summary.steps_total} done):")
+        where = f" at node '{record.error.node_id}'" if record.error.node_id else ""
+        typer.echo(f"  error      {record.error.type}{where}: {record.error.message}")
+    typer.echo(f"steps ({record.steps_done} of {record.steps_total} done):")
     for step in record.steps:
-        step_ms = "" if step.ended_at is None else f" {(step.ended_at - step.started_at) / 1000:.1f} ms"
+        step_ms = "" if step.duration_ms is None else f" {step.duration_ms:.1f} ms"
         typer.echo(f"  [{step.index}] {step.node_id} ({step.node_type}) {step.status}{step_ms}")
-        if step.status == "fulfilled":
+        if step.status == StepStatus.FULFILLED:
             typer.echo(f"      output {_compact(step.output)}{'  (cut)' if step.output_truncated else ''}")
         if step.error:
             typer.echo(f"      error  {step.error}")
     typer.echo(f"data  {_compact(record.data)}")
-    if summary.status == "fulfilled":
+    if record.status == Status.FULFILLED:
         typer.echo(f"output {_compact(record.output)}")
 
 
@@ -254,10 +266,10 @@ def executions_seed(
 ) -> None:
     """Insert COUNT realistic executions of a flow (10 steps each, spread over 14 days): to try the
     history at scale."""
-    engine = _engine()
-    record = resolve_flow(engine, flow)
+    db = _db()
+    record = resolve_flow(db, flow)
     started = time.perf_counter()
-    seed_executions(engine, record, count)
+    seed_executions(db, record, count)
     typer.echo(f"seeded {count} executions of {record.name} in {time.perf_counter() - started:.1f} s")
 
 
@@ -281,7 +293,7 @@ def _serving_settings(database_url: str | None) -> Settings:
 def _check_flows(flows: list[Path]) -> None:
     try:
         load_flow_files(flows)
-    except FlowError as exc:
+    except InvalidFlow as exc:
         raise CliError(f"the flows to import have problems, nothing was served:\n{exc}") from None
 
 
@@ -336,6 +348,10 @@ def call(
     ] = None,
 ) -> None:
     """Call a flow through a flowdeck server, as an MCP client does; shows nodes as they finish."""
+    from mcp import types
+
+    from flowdeck.mcp.client import call_flow
+
     try:
         base = json.loads(args)
     except ValueError as exc:
@@ -369,58 +385,28 @@ def call(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the current schema."""
-    engine = db.open_engine(_settings().database_url)
-    db.upgrade(engine)
-    typer.echo(
-        f"database at {engine.url.render_as_string(hide_password=True)} is at revision {db.head_revision()}"
-    )
+    db = database.open_database(_settings().database_url)
+    database.upgrade(db)
+    where = db.url.render_as_string(hide_password=True)
+    typer.echo(f"database at {where} is at revision {database.head_revision()}")
 
 
 # ---- entry point ----------------------------------------------------------------------------------
 
-_EXPECTED = (
-    CliError,
-    FlowError,
-    FlowNotFound,
-    FlowNameTaken,
-    ExecutionNotFound,
-    db.DatabaseError,
-    RecordingError,
-)
 
-
-def main() -> NoReturn:
-    """Run the CLI; expected failures become one message, anything else one 'internal error' line."""
-    try:
-        app()
-    except SystemExit:
-        raise
-    except BaseException as exc:
-        _fail(_describe(exc))
-    sys.exit(0)
+def main() -> None:
+    """Run the CLI."""
+    app()
 
 
 def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]  # the client's task groups wrap what went wrong
-    if isinstance(exc, _EXPECTED):
+        exc = exc.exceptions[0]  # task groups wrap what went wrong
+    if isinstance(exc, FlowdeckError):
         return str(exc)
-    if isinstance(exc, CallError):
-        return str(exc)
-    if isinstance(exc, MCPError):
-        return f"the server refused the call: {exc.error.message}"
     if isinstance(exc, SQLAlchemyError):
         original = getattr(exc, "orig", None) or exc
         return f"database error: {' '.join(str(original).split())}"
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return f"the server answered {exc.response.status_code}: {exc.response.text.strip()[:200]}"
-    if isinstance(exc, httpx2.TransportError | OSError):
-        return f"cannot reach the server: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return f"internal error: {type(exc).__name__}: {exc}"
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    sys.exit(1)

@@ -1,5 +1,6 @@
-"""What a serving process holds while it runs: the database, the tracker, the live flows and the
-tool-change announcer, started and stopped together. Shared by ``serve`` (HTTP) and ``mcp`` (stdio)."""
+"""What a serving process holds while it runs: the database, the event hub, the tracker and the
+live flows, started and stopped together. Shared by ``serve`` (HTTP) and ``mcp`` (stdio); whoever
+serves the flows subscribes to the catalog's changes, so this imports nothing of MCP."""
 
 from __future__ import annotations
 
@@ -13,46 +14,46 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from flowdeck.catalog import Catalog
-from flowdeck.flows import load_flow_files
-from flowdeck.mcp import ToolChanges
+from flowdeck.events import EventHub
+from flowdeck.flowfiles import load_flow_files
 from flowdeck.settings import Settings
-from flowdeck.store import db
+from flowdeck.store import database
 from flowdeck.store.flows import FlowRecord, import_flow
 from flowdeck.tracking import Tracker
 
 Outcome = Literal["created", "updated", "unchanged"]
 
 
-def import_flow_files(engine: Engine, paths: Iterable[Path]) -> list[tuple[FlowRecord, Outcome]]:
-    """Load every flow file named (all of them, or :class:`~flowdeck.flows.FlowError` with every
+def import_flow_files(db: Engine, paths: Iterable[Path]) -> list[tuple[FlowRecord, Outcome]]:
+    """Load every flow file named (all of them, or :class:`~flowdeck.errors.InvalidFlow` with every
     problem), then create or update each flow."""
     definitions = load_flow_files(paths)
-    return [import_flow(engine, d.model_dump(mode="json", exclude_none=True)) for d in definitions]
+    return [import_flow(db, d.model_dump(mode="json", exclude_none=True)) for d in definitions]
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    engine: Engine
+    db: Engine
+    hub: EventHub
     tracker: Tracker
     catalog: Catalog
-    changes: ToolChanges
 
     @classmethod
     def create(cls, settings: Settings, *, kind: str) -> Runtime:
         """The parts, not started: no I/O happens here."""
-        engine = db.open_engine(settings.database_url)
-        tracker = Tracker(engine, settings, kind=kind)
-        changes = ToolChanges()
-        return cls(settings, engine, tracker, Catalog(engine, tracker, changes.announce), changes)
+        db = database.open_database(settings.database_url)
+        hub = EventHub(db)
+        tracker = Tracker(db, settings, kind=kind, hub=hub)
+        return cls(settings, db, hub, tracker, Catalog(db, tracker))
 
     @contextlib.asynccontextmanager
     async def running(self, flow_paths: Iterable[Path] = ()) -> AsyncIterator[Runtime]:
         """Migrate, import ``flow_paths``, recover and start tracking, watch for flow changes."""
-        db.upgrade(self.engine)
-        import_flow_files(self.engine, flow_paths)
+        database.upgrade(self.db)
+        import_flow_files(self.db, flow_paths)
         await self.tracker.start()
-        await self.tracker.events.start(self.tracker.runner_id)
+        await self.hub.start(self.tracker.runner_id)
         self.catalog.refresh()
         watcher = asyncio.get_running_loop().create_task(self.catalog.watch(), name="flowdeck-flow-watcher")
         try:
@@ -61,6 +62,6 @@ class Runtime:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            await self.tracker.events.close()
+            await self.hub.close()
             await self.tracker.close()
-            self.engine.dispose()
+            self.db.dispose()

@@ -9,26 +9,21 @@
   elsewhere (``Origin`` or ``Sec-Fetch-Site``); programs, which send neither, are not affected.
   ``/mcp`` has the MCP SDK's own Host and Origin checks instead (which let browser-based MCP
   clients on loopback in).
-- **Forms**: the login form carries a token of its own, matched against a cookie set with the form
-  (double submit), so that no other page can post it.
+
+The login page itself lives with the other pages (:mod:`flowdeck.web.login`).
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, SimpleUser
 from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse, Response
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from flowdeck.web.routes import templates
 
 PUBLIC_PATHS = ("/health", "/login")
 PUBLIC_PREFIXES = ("/static/",)
@@ -59,9 +54,14 @@ class TokenBackend(AuthenticationBackend):
         return AuthCredentials(["authenticated"]), SimpleUser("token")
 
 
+def is_machine(path: str) -> bool:
+    """Whether a path is for programs (JSON answers) rather than for people (pages)."""
+    return path.startswith(MACHINE_PREFIXES)
+
+
 def unauthorized(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     """A machine gets 401; a person at a page gets the login form."""
-    if not conn.url.path.startswith(MACHINE_PREFIXES):
+    if not is_machine(conn.url.path):
         return RedirectResponse(f"/login?next={quote(conn.url.path)}", status_code=303)
     return JSONResponse(
         {"detail": f"unauthorized: {exc}"},
@@ -97,41 +97,7 @@ class SameOrigin:
         return parts.netloc == headers.get("host") or parts.hostname in self.allowed_hosts
 
 
-def login_routes(app: FastAPI, backend: TokenBackend) -> None:
-    """The login page: the one form of the UI that changes something (it sets the cookie)."""
-
-    def form(request: Request, next: str, *, failed: bool, status_code: int = 200) -> Response:
-        # one per browser until it signs in: pages opened side by side (or a favicon request that
-        # lands here) must not void each other's forms
-        form_token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
-        context = {"next": next, "failed": failed, "form_token": form_token}
-        response = templates.TemplateResponse(request, "login.html", context, status_code=status_code)
-        _set_cookie(response, request, FORM_COOKIE, form_token, path="/login")
-        return response
-
-    @app.get("/login", include_in_schema=False, response_class=HTMLResponse)
-    def login_form(request: Request, next: str = "/") -> Response:
-        return form(request, next, failed=False)
-
-    @app.post("/login", include_in_schema=False, response_model=None)
-    def login(
-        request: Request, token: str = Form(""), next: str = Form("/"), form_token: str = Form("")
-    ) -> Response:
-        expected = request.cookies.get(FORM_COOKIE, "")
-        if not (expected and hmac.compare_digest(form_token.encode(), expected.encode())):
-            return JSONResponse(
-                {"detail": "refused: this form was not sent from the login page"}, status_code=403
-            )
-        if not backend.matches(token):
-            return form(request, next, failed=True, status_code=401)
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        response = RedirectResponse(target, status_code=303)
-        _set_cookie(response, request, COOKIE, token.strip())
-        response.delete_cookie(FORM_COOKIE, path="/login")
-        return response
-
-
-def _set_cookie(response: Response, request: Request, name: str, value: str, path: str = "/") -> None:
+def set_cookie(response: Response, request: Request, name: str, value: str, path: str = "/") -> None:
     """HttpOnly, SameSite=Strict, and Secure when the request came over TLS."""
     secure = request.url.scheme == "https"
     response.set_cookie(name, value, path=path, httponly=True, samesite="strict", secure=secure)

@@ -12,13 +12,14 @@ from mcp.server.stdio import stdio_server
 from flowdeck.mcp import build_server
 from flowdeck.runtime import Runtime
 from flowdeck.settings import Settings
+from flowdeck.states import Transport
 
 
 async def serve_stdio(settings: Settings, flow_paths: Iterable[Path] = ()) -> None:
     """Serve until the client closes stdin. Anything printed while starting goes to stderr: stdout
     carries protocol only."""
     runtime = Runtime.create(settings, kind="mcp")
-    server = build_server(runtime.catalog, runtime.tracker, runtime.changes, transport="stdio")
+    server = build_server(runtime.catalog, runtime.tracker, transport=Transport.STDIO)
     with contextlib.redirect_stdout(sys.stderr):
         starting = runtime.running(flow_paths)
         await starting.__aenter__()

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store import db
+from flowdeck.store import database
 from tests.support.server import served
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "flows"
@@ -44,7 +44,7 @@ def browser() -> Iterator[Browser]:
 @dataclass
 class Site:
     base: str
-    engine: Engine
+    db: Engine
     settings: Settings
 
 
@@ -52,9 +52,9 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ui.db'}")
     with served(settings, [EXAMPLES]) as base:
-        engine = db.open_engine(settings.database_url)
-        yield Site(base, engine, settings)
-        engine.dispose()
+        db = database.open_database(settings.database_url)
+        yield Site(base, db, settings)
+        db.dispose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from mcp import Client
 from playwright.sync_api import sync_playwright
 
 from flowdeck.settings import Settings
-from flowdeck.store import db
+from flowdeck.store import database
 from flowdeck.store.flows import find_live_flow
 from flowdeck.store.seed import seed_executions
 from tests.e2e.conftest import CHROMIUM_ARGS, EXAMPLES, chromium_path
@@ -41,9 +41,9 @@ def main(folder: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite:///{tmp}/shots.db")
         with served(settings, [EXAMPLES]) as base:
-            engine = db.open_engine(settings.database_url)
-            flow = find_live_flow(engine, "charge_card")
-            seed_executions(engine, flow, 260)
+            db = database.open_database(settings.database_url)
+            flow = find_live_flow(db, "charge_card")
+            seed_executions(db, flow, 260)
             failed = _calls(base)
             url = f"{base}/flows/{flow.id}/usage?execution={failed}"
             with sync_playwright() as playwright:
@@ -59,7 +59,7 @@ def main(folder: Path) -> None:
                     page.screenshot(path=str(folder / name))
                     page.close()
                 browser.close()
-            engine.dispose()
+            db.dispose()
     print(f"screenshots in {folder}")
 
 

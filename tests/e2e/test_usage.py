@@ -45,7 +45,7 @@ def call(site: Site, tool: str, arguments: dict[str, Any]) -> Any:
 
 
 def usage_url(site: Site, flow: str, query: str = "") -> str:
-    return f"{site.base}/flows/{find_live_flow(site.engine, flow).id}/usage{query}"
+    return f"{site.base}/flows/{find_live_flow(site.db, flow).id}/usage{query}"
 
 
 def mark_no_reload(page: Page) -> None:
@@ -58,9 +58,9 @@ def assert_no_reload(page: Page) -> None:
 
 def test_the_flows_page_lists_flows_and_deleted_ones_apart(site: Site, page: Page) -> None:
     call(site, "hello", {"name": "Ada"})
-    hello = find_live_flow(site.engine, "hello")
+    hello = find_live_flow(site.db, "hello")
     call(site, "order_quote", {"item": "pen", "unit_price": 1})
-    delete_flow(site.engine, find_live_flow(site.engine, "order_quote").id)
+    delete_flow(site.db, find_live_flow(site.db, "order_quote").id)
     page.goto(site.base + "/")
     items = page.get_by_test_id("flow-item")
     expect(items).to_have_count(4)
@@ -254,8 +254,8 @@ def test_the_open_details_grow_node_by_node(site: Site, page: Page) -> None:
 
 
 def test_pages_by_next_and_prev(site: Site, page: Page) -> None:
-    flow = find_live_flow(site.engine, "hello")
-    seed_executions(site.engine, flow, 45)
+    flow = find_live_flow(site.db, "hello")
+    seed_executions(site.db, flow, 45)
     page.goto(usage_url(site, "hello"))
     mark_no_reload(page)
     items = page.get_by_test_id("execution-item")
@@ -279,7 +279,7 @@ def test_pages_by_next_and_prev(site: Site, page: Page) -> None:
 
 
 def test_another_page_does_not_shift_a_link_tells_what_is_new(site: Site, page: Page) -> None:
-    seed_executions(site.engine, find_live_flow(site.engine, "hello"), 30)
+    seed_executions(site.db, find_live_flow(site.db, "hello"), 30)
     page.goto(usage_url(site, "hello", "?page=2"))
     before = page.get_by_test_id("execution-item").evaluate_all("els => els.map(e => e.dataset.executionId)")
     call(site, "hello", {"name": "newcomer"})
@@ -297,8 +297,8 @@ def test_another_page_does_not_shift_a_link_tells_what_is_new(site: Site, page: 
 def test_the_executions_page_keeps_a_deleted_flows_executions(site: Site, page: Page) -> None:
     call(site, "hello", {"name": "before deletion"})
     call(site, "charge_card", {"amount": 10})
-    hello = find_live_flow(site.engine, "hello")
-    delete_flow(site.engine, hello.id)
+    hello = find_live_flow(site.db, "hello")
+    delete_flow(site.db, hello.id)
     page.goto(site.base + "/executions")
     items = page.get_by_test_id("execution-item")
     expect(items).to_have_count(2)

@@ -21,7 +21,7 @@ from mcp import Client
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store.executions import get_execution, list_executions
+from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import Tracker
 from tests.support.postgres import free_port
 from tests.support.server import spawn
@@ -52,7 +52,7 @@ def _serve(url: str, folder: Path, flows: Path) -> tuple[subprocess.Popen[bytes]
 
 
 async def _round(
-    url: str, rng: random.Random, process: subprocess.Popen[bytes], engine: Engine
+    url: str, rng: random.Random, process: subprocess.Popen[bytes], db: Engine
 ) -> dict[str, Any]:
     returned: dict[str, Any] = {}
 
@@ -68,7 +68,7 @@ async def _round(
     tasks = [asyncio.create_task(one(n)) for n in range(IN_FLIGHT)]
     # kill when the calls are in: most executions running, at a random node, some already ended
     deadline = time.monotonic() + 30
-    while list_executions(engine).total < IN_FLIGHT * 0.8 and time.monotonic() < deadline:
+    while list_executions(db).total < IN_FLIGHT * 0.8 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await asyncio.sleep(rng.uniform(0.0, 1.0))
     process.send_signal(signal.SIGKILL)
@@ -79,27 +79,27 @@ async def _round(
 
 @pytest.mark.parametrize("round_number", range(ROUNDS))
 def test_killed_with_executions_in_flight(
-    database_url: str, engine: Engine, tmp_path: Path, round_number: int
+    database_url: str, db: Engine, tmp_path: Path, round_number: int
 ) -> None:
     flows = tmp_path / "stages.yaml"
     flows.write_text(FLOW)
     rng = random.Random(round_number)
     process, url = _serve(database_url, tmp_path, flows)
-    returned = asyncio.run(_round(url, rng, process, engine))
+    returned = asyncio.run(_round(url, rng, process, db))
 
     async def restart() -> int:  # what any flowdeck process does when it starts
-        async with Tracker(engine, Settings(database_url=database_url), kind="test") as tracker:
+        async with Tracker(db, Settings(database_url=database_url), kind="test") as tracker:
             return tracker.recovered
 
     recovered = asyncio.run(restart())
-    page = list_executions(engine, per_page=100)
-    assert list_executions(engine, status="pending").total == 0
+    page = list_executions(db, per_page=100)
+    assert list_executions(db, status="pending").total == 0
     for execution_id, result in returned.items():
-        record = get_execution(engine, execution_id)
+        record = get_execution(db, execution_id)
         if result.is_error:
-            assert record.summary.status == "error"
+            assert record.status == "error"
         else:
-            assert record.summary.status == "fulfilled"
+            assert record.status == "fulfilled"
             assert record.output == result.structured_content
     interrupted = {item.id for item in page.items if item.error_type == "interrupted"}
     assert recovered > 0  # the kill did catch executions in flight
@@ -110,7 +110,7 @@ def test_killed_with_executions_in_flight(
     assert unanswered >= 0
     REPORT.append(
         {
-            "database": engine.dialect.name,
+            "database": db.dialect.name,
             "round": round_number,
             "recorded": page.total,
             "returned": len(returned),

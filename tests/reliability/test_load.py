@@ -74,19 +74,19 @@ async def _load(urls: list[str], calls: range) -> tuple[dict[int, str], list[flo
     return seen, latencies
 
 
-def test_ten_thousand_calls_one_record_each(database_url: str, engine: Engine, tmp_path: Path) -> None:
-    _check_load(database_url, engine, tmp_path, servers=1)
+def test_ten_thousand_calls_one_record_each(database_url: str, db: Engine, tmp_path: Path) -> None:
+    _check_load(database_url, db, tmp_path, servers=1)
 
 
 def test_ten_thousand_calls_across_two_servers_on_one_postgresql(
-    database_url: str, engine: Engine, tmp_path: Path
+    database_url: str, db: Engine, tmp_path: Path
 ) -> None:
-    if engine.dialect.name != "postgresql":
+    if db.dialect.name != "postgresql":
         pytest.skip("several servers share a PostgreSQL database; SQLite serves one")
-    _check_load(database_url, engine, tmp_path, servers=2)
+    _check_load(database_url, db, tmp_path, servers=2)
 
 
-def _check_load(database_url: str, engine: Engine, tmp_path: Path, *, servers: int) -> None:
+def _check_load(database_url: str, db: Engine, tmp_path: Path, *, servers: int) -> None:
     flows = tmp_path / "mixed.yaml"
     flows.write_text(FLOW)
     served = [_serve(database_url, tmp_path, flows) for _ in range(servers)]
@@ -103,7 +103,7 @@ def _check_load(database_url: str, engine: Engine, tmp_path: Path, *, servers: i
         for process, _ in served:
             process.terminate()
             process.wait(30)
-    with engine.connect() as connection:
+    with db.connect() as connection:
         rows = connection.execute(
             select(executions.c.id, executions.c.initial_params, executions.c.status, executions.c.error_type)
         ).all()
@@ -131,7 +131,7 @@ def _check_load(database_url: str, engine: Engine, tmp_path: Path, *, servers: i
     latencies.sort()
     memory = ", ".join(f"{b // 1024} → {a // 1024} MB" for b, a in zip(before, after, strict=True))
     print(
-        f"\nload {engine.dialect.name}, {servers} server(s): {CALLS} calls from {CLIENTS} clients in "
+        f"\nload {db.dialect.name}, {servers} server(s): {CALLS} calls from {CLIENTS} clients in "
         f"{took:.1f} s = {CALLS / took:.0f} calls/s; p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
         f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms; server memory {memory}; "
         f"{len(never_arrived)} cancelled before reaching the server"

@@ -1,14 +1,11 @@
-"""The API's JSON shapes, as pydantic models: they document `/openapi.json` and check what is sent."""
+"""The API's JSON shapes of flows and errors, as pydantic models: they document `/openapi.json` and
+check what is sent. Executions are :mod:`flowdeck.records`, used as they are."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-Status = Literal["pending", "fulfilled", "error"]
-StepStatus = Literal["pending", "fulfilled", "error", "skipped"]
-ErrorType = Literal["node_error", "invalid_params", "timeout", "cancelled", "interrupted", "internal"]
 
 
 class Flow(BaseModel):
@@ -46,68 +43,3 @@ class FlowProblems(BaseModel):
 
 class Detail(BaseModel):
     detail: str
-
-
-class ExecutionSummary(BaseModel):
-    id: str
-    flow_id: str
-    flow_name: str
-    status: Status
-    started_at: str
-    ended_at: str | None
-    duration_ms: float | None
-    params_preview: str = Field(description="The first argument as `name: value`, shortened")
-    steps_done: int
-    steps_total: int
-    error_type: ErrorType | None = None
-    error_node_id: str | None = None
-
-
-class ExecutionPage(BaseModel):
-    items: list[ExecutionSummary]
-    page: int
-    per_page: int
-    total: int
-    pages: int
-
-
-class ExecutionError(BaseModel):
-    type: ErrorType
-    message: str
-    node_id: str | None
-
-
-class Client(BaseModel):
-    name: str | None
-    version: str | None
-
-
-class Step(BaseModel):
-    index: int
-    node_id: str
-    node_type: str
-    status: StepStatus
-    started_at: str
-    ended_at: str | None
-    duration_ms: float | None
-    output: Any = None
-    output_truncated: bool
-    error: str | None
-    data_after: dict[str, Any] | None = Field(
-        None, description="`{input, nodes}` after this node; with `?data_after=true` only"
-    )
-
-
-class Execution(ExecutionSummary):
-    flow_revision: int
-    initial_params: Any
-    params_truncated: bool
-    data: dict[str, Any] = Field(
-        description="`{input, nodes}`: the arguments with defaults, each node's output"
-    )
-    output: Any = None
-    output_truncated: bool
-    error: ExecutionError | None
-    steps: list[Step]
-    client: Client | None
-    transport: Literal["http", "stdio", "cli"]

@@ -1,31 +1,14 @@
-"""The engine: runs a flow node by node and reports to an observer. It imports nothing of storage,
-tracking, MCP or HTTP serving (checked by import-linter in the tests)."""
+"""The engine: runs a flow node by node and reports to an observer. Of flowdeck it imports only the
+bottom layer (states, records, times, errors); nothing of storage, tracking, MCP or HTTP serving
+(checked by import-linter in the tests)."""
 
 from flowdeck.engine.definition import NAME_PATTERN, FlowDefinition, NodeSpec
+from flowdeck.engine.execute import NullObserver, Observer, Observers, Run, StepRun, run_flow
 from flowdeck.engine.nodes import NodeContext, NodeError, NodeType, node_types
-from flowdeck.engine.runner import (
-    ERROR,
-    FULFILLED,
-    PENDING,
-    SKIPPED,
-    ExecutionError,
-    FlowNotRunnable,
-    NullObserver,
-    Observer,
-    Observers,
-    PreparedFlow,
-    Run,
-    Step,
-    run_flow,
-)
+from flowdeck.engine.prepare import FlowNotRunnable, PreparedFlow
 
 __all__ = [
-    "ERROR",
-    "FULFILLED",
     "NAME_PATTERN",
-    "PENDING",
-    "SKIPPED",
-    "ExecutionError",
     "FlowDefinition",
     "FlowNotRunnable",
     "NodeContext",
@@ -37,7 +20,7 @@ __all__ = [
     "Observers",
     "PreparedFlow",
     "Run",
-    "Step",
+    "StepRun",
     "node_types",
     "run_flow",
 ]

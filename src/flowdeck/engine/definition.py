@@ -1,7 +1,7 @@
 """The flow definition: what a flow file holds, as a typed model.
 
 It lives in the engine because the engine runs it; loading it from files, with every problem located,
-is :mod:`flowdeck.flows`.
+is :mod:`flowdeck.flowfiles`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """MCP: every live flow served as a tool. The only package that speaks MCP."""
 
-from flowdeck.mcp.server import EXECUTION_ID_META, ToolChanges, build_server
+from flowdeck.mcp.server import EXECUTION_ID_META, build_server
 
-__all__ = ["EXECUTION_ID_META", "ToolChanges", "build_server"]
+__all__ = ["EXECUTION_ID_META", "build_server"]

@@ -10,12 +10,11 @@ import httpx2
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from flowdeck.errors import CallFailed
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-
-
-class CallError(Exception):
-    """The call could not be made: the server is unreachable, refused it, or has no such tool."""
 
 
 def parse_arguments(pairs: Iterable[str], schema: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -26,7 +25,7 @@ def parse_arguments(pairs: Iterable[str], schema: dict[str, Any], base: dict[str
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise CallError(f"arguments are key=value, not {pair!r}")
+            raise CallFailed(f"arguments are key=value, not {pair!r}")
         declared = (properties.get(key) or {}).get("type")
         if declared == "string" or (isinstance(declared, list) and declared == ["string"]):
             arguments[key] = raw
@@ -41,9 +40,9 @@ def parse_arguments(pairs: Iterable[str], schema: dict[str, Any], base: dict[str
 async def _refused(response: httpx2.Response) -> None:
     if response.status_code == 401:
         hint = "give the right one with --token or FLOWDECK_AUTH_TOKEN"
-        raise CallError(f"the server refused the token (401 Unauthorized): {hint}")
+        raise CallFailed(f"the server refused the token (401 Unauthorized): {hint}")
     if response.status_code in (403, 421):
-        raise CallError(
+        raise CallFailed(
             f"the server refused the request ({response.status_code}): its Host or Origin is not allowed"
         )
 
@@ -65,11 +64,43 @@ async def call_flow(
     token: str | None = None,
     on_progress: ProgressFn | None = None,
 ) -> types.CallToolResult:
-    """List the tools (to read the flow's schema), then call it."""
+    """List the tools (to read the flow's schema), then call it. Whatever keeps the call from being
+    made is :class:`~flowdeck.errors.CallFailed`, with the reason."""
+    try:
+        return await _call(url, name, pairs, base, token, on_progress)
+    except Exception as exc:
+        while isinstance(exc, ExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]  # the client's task groups wrap what went wrong
+        if isinstance(exc, CallFailed):
+            raise exc from None
+        reason = _reason(exc)
+        if reason is None:
+            raise
+        raise CallFailed(reason) from exc
+
+
+def _reason(exc: BaseException) -> str | None:
+    if isinstance(exc, MCPError):
+        return f"the server refused the call: {exc.error.message}"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"the server answered {exc.response.status_code}: {exc.response.text.strip()[:200]}"
+    if isinstance(exc, httpx2.TransportError | OSError):
+        return f"cannot reach the server: {exc}"
+    return None
+
+
+async def _call(
+    url: str,
+    name: str,
+    pairs: Iterable[str],
+    base: dict[str, Any],
+    token: str | None,
+    on_progress: ProgressFn | None,
+) -> types.CallToolResult:
     async with _client(url, token) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         if name not in tools:
             known = ", ".join(sorted(tools)) or "none"
-            raise CallError(f"no tool named {name!r} at {url} (tools: {known})")
+            raise CallFailed(f"no tool named {name!r} at {url} (tools: {known})")
         arguments = parse_arguments(pairs, tools[name].input_schema or {}, base)
         return await client.call_tool(name, arguments, progress_callback=on_progress)

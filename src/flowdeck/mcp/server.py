@@ -25,8 +25,10 @@ from mcp.shared.exceptions import MCPError
 
 from flowdeck import __version__
 from flowdeck.catalog import Catalog
-from flowdeck.engine import Run, Step
-from flowdeck.tracking import CallInfo, RecordingError, Tracker
+from flowdeck.engine import Run, StepRun
+from flowdeck.errors import RecordingFailed
+from flowdeck.states import Transport
+from flowdeck.tracking import CallInfo, Tracker
 
 log = logging.getLogger("flowdeck.mcp")
 T = TypeVar("T")
@@ -91,10 +93,10 @@ class _Progress:
     async def execution_started(self, run: Run) -> None:
         return None
 
-    def step_started(self, run: Run, step: Step) -> None:
+    def step_started(self, run: Run, step: StepRun) -> None:
         self._running = step.node_id
 
-    def step_finished(self, run: Run, step: Step) -> None:
+    def step_finished(self, run: Run, step: StepRun) -> None:
         self._running = ""
         self._queue.put_nowait((step.index + 1, step.node_id))
 
@@ -168,8 +170,11 @@ def _read_flows(read: Callable[[], T]) -> T:
         ) from None
 
 
-def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, transport: str) -> Server[Any]:
-    """A server for one transport (``http`` or ``stdio``), which it records with every call."""
+def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) -> Server[Any]:
+    """A server for one transport (``http`` or ``stdio``), which it records with every call. Its
+    sessions hear of the catalog's changes."""
+    changes = ToolChanges()
+    catalog.subscribe(changes.announce)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -203,7 +208,7 @@ def build_server(catalog: Catalog, tracker: Tracker, changes: ToolChanges, *, tr
         except BaseException as exc:
             if progress is not None:
                 progress.abandon()
-            if isinstance(exc, RecordingError):  # the database's own words stay in the server's log
+            if isinstance(exc, RecordingFailed):  # the database's own words stay in the server's log
                 log.error("%s: %s", flow.name, exc)
                 if exc.ran:
                     return _error_result(f"{flow.name} ran, but its end could not be recorded yet")

@@ -13,17 +13,10 @@ from typing import Any, Literal
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flowdeck.errors import FlowNotFound, NameTaken
 from flowdeck.ids import new_id
-from flowdeck.store.db import now_us
 from flowdeck.store.tables import executions, flows
-
-
-class FlowNotFound(LookupError):
-    """No flow with that id or name."""
-
-
-class FlowNameTaken(ValueError):
-    """Another live flow already has that name."""
+from flowdeck.times import now_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +54,7 @@ def _dump(definition: dict[str, Any]) -> str:
     return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def create_flow(engine: Engine, definition: dict[str, Any]) -> FlowRecord:
+def create_flow(db: Engine, definition: dict[str, Any]) -> FlowRecord:
     """Insert a live flow from a validated definition (as a dict)."""
     now = now_us()
     values = {
@@ -75,17 +68,17 @@ def create_flow(engine: Engine, definition: dict[str, Any]) -> FlowRecord:
         "updated_at": now,
     }
     try:
-        with engine.begin() as connection:
+        with db.begin() as connection:
             connection.execute(insert(flows).values(**values))
     except IntegrityError:
-        raise FlowNameTaken(f"a flow named {definition['name']!r} already exists") from None
-    return get_flow(engine, values["id"])
+        raise NameTaken(f"a flow named {definition['name']!r} already exists") from None
+    return get_flow(db, values["id"])
 
 
-def update_flow(engine: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRecord:
+def update_flow(db: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRecord:
     """Replace a live flow's definition; the revision grows by one. Renaming is allowed."""
     try:
-        with engine.begin() as connection:
+        with db.begin() as connection:
             result = connection.execute(
                 update(flows)
                 .where(flows.c.id == flow_id, flows.c.deleted_at.is_(None))
@@ -101,25 +94,25 @@ def update_flow(engine: Engine, flow_id: str, definition: dict[str, Any]) -> Flo
             if result.rowcount == 0:
                 raise FlowNotFound(f"no live flow with id {flow_id!r}")
     except IntegrityError:
-        raise FlowNameTaken(f"a flow named {definition['name']!r} already exists") from None
-    return get_flow(engine, flow_id)
+        raise NameTaken(f"a flow named {definition['name']!r} already exists") from None
+    return get_flow(db, flow_id)
 
 
 def import_flow(
-    engine: Engine, definition: dict[str, Any]
+    db: Engine, definition: dict[str, Any]
 ) -> tuple[FlowRecord, Literal["created", "updated", "unchanged"]]:
     """Create the flow, or update the live flow of that name when its definition changed."""
-    existing = find_live_flow(engine, definition["name"])
+    existing = find_live_flow(db, definition["name"])
     if existing is None:
-        return create_flow(engine, definition), "created"
+        return create_flow(db, definition), "created"
     if _dump(existing.definition) == _dump(definition):
         return existing, "unchanged"
-    return update_flow(engine, existing.id, definition), "updated"
+    return update_flow(db, existing.id, definition), "updated"
 
 
-def delete_flow(engine: Engine, flow_id: str) -> FlowRecord:
+def delete_flow(db: Engine, flow_id: str) -> FlowRecord:
     """Mark a live flow deleted; its row and its executions stay."""
-    with engine.begin() as connection:
+    with db.begin() as connection:
         result = connection.execute(
             update(flows)
             .where(flows.c.id == flow_id, flows.c.deleted_at.is_(None))
@@ -127,36 +120,36 @@ def delete_flow(engine: Engine, flow_id: str) -> FlowRecord:
         )
     if result.rowcount == 0:
         raise FlowNotFound(f"no live flow with id {flow_id!r}")
-    return get_flow(engine, flow_id)
+    return get_flow(db, flow_id)
 
 
-def get_flow(engine: Engine, flow_id: str) -> FlowRecord:
+def get_flow(db: Engine, flow_id: str) -> FlowRecord:
     """A flow by id, deleted or not."""
-    with engine.connect() as connection:
+    with db.connect() as connection:
         row = connection.execute(select(flows).where(flows.c.id == flow_id)).first()
     if row is None:
         raise FlowNotFound(f"no flow with id {flow_id!r}")
     return _record(row)
 
 
-def find_live_flow(engine: Engine, name: str) -> FlowRecord | None:
-    with engine.connect() as connection:
+def find_live_flow(db: Engine, name: str) -> FlowRecord | None:
+    with db.connect() as connection:
         row = connection.execute(
             select(flows).where(flows.c.name == name, flows.c.deleted_at.is_(None))
         ).first()
     return _record(row) if row is not None else None
 
 
-def resolve_flow(engine: Engine, name_or_id: str) -> FlowRecord:
+def resolve_flow(db: Engine, name_or_id: str) -> FlowRecord:
     """The live flow of that name, else the flow (even deleted) of that id: what CLI users type."""
-    found = find_live_flow(engine, name_or_id)
+    found = find_live_flow(db, name_or_id)
     if found is not None:
         return found
     try:
-        return get_flow(engine, name_or_id)
+        return get_flow(db, name_or_id)
     except FlowNotFound:
         pass
-    with engine.connect() as connection:
+    with db.connect() as connection:
         row = connection.execute(
             select(flows).where(flows.c.name == name_or_id).order_by(flows.c.deleted_at.desc()).limit(1)
         ).first()
@@ -165,7 +158,7 @@ def resolve_flow(engine: Engine, name_or_id: str) -> FlowRecord:
     return _record(row)
 
 
-def list_flows(engine: Engine, *, include_deleted: bool = False) -> list[FlowRecord]:
+def list_flows(db: Engine, *, include_deleted: bool = False) -> list[FlowRecord]:
     """Live flows by name; with ``include_deleted``, deleted flows that still have executions follow."""
     query = select(flows).order_by(flows.c.deleted_at.is_not(None), flows.c.name, flows.c.deleted_at)
     if include_deleted:
@@ -173,12 +166,12 @@ def list_flows(engine: Engine, *, include_deleted: bool = False) -> list[FlowRec
         query = query.where(flows.c.deleted_at.is_(None) | has_executions)
     else:
         query = query.where(flows.c.deleted_at.is_(None))
-    with engine.connect() as connection:
+    with db.connect() as connection:
         return [_record(row) for row in connection.execute(query)]
 
 
-def flows_version(engine: Engine) -> tuple[int, int]:
+def flows_version(db: Engine) -> tuple[int, int]:
     """A stamp that changes whenever a flow is created, changed or deleted (by any process)."""
-    with engine.connect() as connection:
+    with db.connect() as connection:
         count, latest = connection.execute(select(func.count(), func.max(flows.c.updated_at))).one()
     return count, latest or 0

@@ -1,4 +1,5 @@
-"""Runner rows: every process that runs flows registers, heartbeats, and is recovered when it dies.
+"""Runner rows: a runner is a process that runs flows (``serve``, ``mcp``, a ``flows run``). Every one
+registers, heartbeats, and is recovered when it dies.
 
 A runner is dead when it stopped without finishing its executions, when its heartbeat is older than
 the stale limit, or, on the same host, when its process no longer exists. Its pending executions then
@@ -14,8 +15,9 @@ from functools import cache
 from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
 
 from flowdeck.ids import new_id
-from flowdeck.store.db import now_us
+from flowdeck.states import ErrorType, Status, StepStatus
 from flowdeck.store.tables import executions, runners, steps
+from flowdeck.times import SECOND_US, now_us
 
 INTERRUPTED_MESSAGE = "the process running this execution stopped before it ended"
 
@@ -41,10 +43,10 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def register_runner(engine: Engine, kind: str) -> str:
+def register_runner(db: Engine, kind: str) -> str:
     now = now_us()
     runner_id = new_id()
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(
             insert(runners).values(
                 id=runner_id,
@@ -58,28 +60,30 @@ def register_runner(engine: Engine, kind: str) -> str:
     return runner_id
 
 
-def heartbeat(engine: Engine, runner_id: str) -> None:
-    with engine.begin() as connection:
+def heartbeat(db: Engine, runner_id: str) -> None:
+    with db.begin() as connection:
         connection.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=now_us()))
 
 
-def unregister_runner(engine: Engine, runner_id: str) -> None:
+def unregister_runner(db: Engine, runner_id: str) -> None:
     """A clean stop: the runner's row goes; recovery then treats what it left pending as interrupted."""
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(delete(runners).where(runners.c.id == runner_id))
 
 
-def dead_runners(engine: Engine, *, stale_after_s: float, exclude: str | None = None) -> list[str]:
+def dead_runners(db: Engine, *, stale_after_s: float, exclude: str | None = None) -> list[str]:
     """Ids of runners that are gone, and of runners named by pending executions but not registered."""
-    limit = now_us() - int(stale_after_s * 1_000_000)
-    with engine.connect() as connection:
+    limit = now_us() - int(stale_after_s * SECOND_US)
+    with db.connect() as connection:
         rows = connection.execute(
             select(runners.c.id, runners.c.hostname, runners.c.pid, runners.c.heartbeat_at)
         ).all()
         orphaned = (
             connection.execute(
                 select(executions.c.runner_id)
-                .where(executions.c.status == "pending", executions.c.runner_id.not_in(select(runners.c.id)))
+                .where(
+                    executions.c.status == Status.PENDING, executions.c.runner_id.not_in(select(runners.c.id))
+                )
                 .distinct()
             )
             .scalars()
@@ -95,23 +99,24 @@ def dead_runners(engine: Engine, *, stale_after_s: float, exclude: str | None = 
     return dead + [runner for runner in orphaned if runner != exclude]
 
 
-def recover(engine: Engine, *, stale_after_s: float = 60.0, exclude: str | None = None) -> int:
+def recover(db: Engine, *, stale_after_s: float = 60.0, exclude: str | None = None) -> int:
     """Mark the pending executions of dead runners ``error`` / ``interrupted``; return how many."""
-    dead = dead_runners(engine, stale_after_s=stale_after_s, exclude=exclude)
+    dead = dead_runners(db, stale_after_s=stale_after_s, exclude=exclude)
     if not dead:
         return 0
     now = now_us()
     running_node = (
         select(steps.c.node_id)
-        .where(steps.c.execution_id == executions.c.id, steps.c.status == "pending")
+        .where(steps.c.execution_id == executions.c.id, steps.c.status == StepStatus.PENDING)
         .order_by(steps.c.idx.desc())
         .limit(1)
         .scalar_subquery()
     )
+    # guarded by PENDING, as the writer's final update is: an execution ends once, whoever is first
     pending_of_dead = and_(
-        executions.c.status == "pending", executions.c.runner_id.in_(bindparam("dead", expanding=True))
+        executions.c.status == Status.PENDING, executions.c.runner_id.in_(bindparam("dead", expanding=True))
     )
-    with engine.begin() as connection:
+    with db.begin() as connection:
         ids = (
             connection.execute(select(executions.c.id).where(pending_of_dead), {"dead": dead}).scalars().all()
         )
@@ -119,19 +124,23 @@ def recover(engine: Engine, *, stale_after_s: float = 60.0, exclude: str | None 
         if ids:
             marked = connection.execute(
                 update(executions)
-                .where(executions.c.id.in_(ids), executions.c.status == "pending")
+                .where(executions.c.id.in_(ids), executions.c.status == Status.PENDING)
                 .values(
-                    status="error",
+                    status=Status.ERROR,
                     ended_at=now,
-                    error_type="interrupted",
+                    error_type=ErrorType.INTERRUPTED,
                     error_message=INTERRUPTED_MESSAGE,
                     error_node_id=running_node,
                 )
             ).rowcount
             connection.execute(
                 update(steps)
-                .where(steps.c.execution_id.in_(ids), steps.c.status == "pending")
-                .values(status="error", ended_at=now, error="interrupted: " + INTERRUPTED_MESSAGE)
+                .where(steps.c.execution_id.in_(ids), steps.c.status == StepStatus.PENDING)
+                .values(
+                    status=StepStatus.ERROR,
+                    ended_at=now,
+                    error=f"{ErrorType.INTERRUPTED}: {INTERRUPTED_MESSAGE}",
+                )
             )
         connection.execute(delete(runners).where(runners.c.id.in_(dead)))
     return marked

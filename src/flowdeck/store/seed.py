@@ -10,21 +10,24 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine
 
-from flowdeck.store.executions import EXECUTION_COLUMNS, STEP_COLUMNS, params_preview
+from flowdeck.states import ErrorType, Status, StepStatus, Transport
 from flowdeck.store.flows import FlowRecord
+from flowdeck.store.values import params_preview
+from flowdeck.store.writes import EXECUTION_FIELDS, FINISH_FIELDS, STEP_FIELDS, step_column
+from flowdeck.times import DAY_US, now_us
 
 SEED_RUNNER = "00000000-0000-7000-8000-000000000000"
 STEPS = 10
-SPREAD_US = 14 * 24 * 3600 * 1_000_000
+SPREAD_US = 14 * DAY_US
 CHUNK = 2000
-_ROW_COLUMNS = (*EXECUTION_COLUMNS, "ended_at", "error_type", "error_message", "error_node_id")
+_ROW_COLUMNS = (*EXECUTION_FIELDS, *(name for name in FINISH_FIELDS if name not in EXECUTION_FIELDS))
+_STEP_COLUMNS = tuple(step_column(name) for name in STEP_FIELDS)
 
 
 def uuid7_at(ms: int, counter: int) -> str:
@@ -57,8 +60,7 @@ def _rows(
     flow: FlowRecord, count: int, rng: random.Random
 ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
     outputs = _outputs(rng)
-    now_us = time.time_ns() // 1000
-    start_us = now_us - SPREAD_US
+    start_us = now_us() - SPREAD_US
     gap_us = SPREAD_US / max(count, 1)
     last_ms, counter = -1, 0
     for n in range(count):
@@ -80,35 +82,35 @@ def _rows(
         for index in range(STEPS):
             duration = rng.randrange(200, 40_000)
             error = None
-            status = "fulfilled"
+            status = StepStatus.FULFILLED
             if index == failed_at:
-                status, error = "error", f"upstream answered 502 at step_{index}"
+                status, error = StepStatus.ERROR, f"upstream answered 502 at step_{index}"
             elif timed_out and index == STEPS - 1:
-                status, error = "error", "timed out after 300 s"
+                status, error = StepStatus.ERROR, "timed out after 300 s"
             steps.append(
                 {
                     "execution_id": execution_id,
-                    "idx": index,
+                    "index": index,
                     "node_id": f"step_{index}",
                     "node_type": "transform" if index % 3 else "http",
                     "status": status,
                     "started_at": at,
                     "ended_at": at + duration,
-                    "output": outputs[index][n % 32] if status == "fulfilled" else None,
+                    "output": outputs[index][n % 32] if status == StepStatus.FULFILLED else None,
                     "output_truncated": False,
                     "error": error,
                 }
             )
             at += duration
-            if status == "error":
+            if status == StepStatus.ERROR:
                 break
-        error_step = steps[-1] if steps[-1]["status"] == "error" else None
+        error_step = steps[-1] if steps[-1]["status"] == StepStatus.ERROR else None
         execution = {
             "id": execution_id,
             "flow_id": flow.id,
             "flow_name": flow.name,
             "flow_revision": flow.revision,
-            "status": "error" if error_step else "fulfilled",
+            "status": Status.ERROR if error_step else Status.FULFILLED,
             "started_at": started,
             "params_preview": params_preview(params),
             "initial_params": json.dumps(params, separators=(",", ":")),
@@ -117,21 +119,23 @@ def _rows(
             "steps_total": STEPS,
             "client_name": rng.choice(["claude-desktop", "cursor", "mcp-inspector", "flowdeck-call"]),
             "client_version": "1.0",
-            "transport": rng.choice(["http", "stdio"]),
+            "transport": rng.choice([Transport.HTTP, Transport.STDIO]),
             "runner_id": SEED_RUNNER,
             "ended_at": at,
-            "error_type": ("timeout" if timed_out else "node_error") if error_step else None,
+            "output": None,
+            "output_truncated": False,
+            "error_type": (ErrorType.TIMEOUT if timed_out else ErrorType.NODE_ERROR) if error_step else None,
             "error_message": error_step["error"] if error_step else None,
             "error_node_id": error_step["node_id"] if error_step else None,
         }
         yield execution, steps
 
 
-def seed_executions(engine: Engine, flow: FlowRecord, count: int, *, seed: int = 1) -> int:
+def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) -> int:
     """Insert ``count`` executions of ``flow``; returns how many. Chunks of a few thousand per
     transaction; PostgreSQL takes the step rows by COPY."""
     rng = random.Random(seed)
-    postgres = engine.dialect.name == "postgresql"
+    postgres = db.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
 
     def insert(table: str, columns: tuple[str, ...]) -> str:
@@ -139,9 +143,9 @@ def seed_executions(engine: Engine, flow: FlowRecord, count: int, *, seed: int =
 
     insert_execution, insert_step = (
         insert("executions", _ROW_COLUMNS),
-        insert("execution_steps", STEP_COLUMNS),
+        insert("execution_steps", _STEP_COLUMNS),
     )
-    connection = engine.raw_connection()
+    connection = db.raw_connection()
     try:
         cursor = connection.cursor()
         done = 0
@@ -149,9 +153,9 @@ def seed_executions(engine: Engine, flow: FlowRecord, count: int, *, seed: int =
         while done < count:
             chunk = [next(rows) for _ in range(min(CHUNK, count - done))]
             cursor.executemany(insert_execution, [tuple(e[c] for c in _ROW_COLUMNS) for e, _ in chunk])
-            step_rows = [tuple(s[c] for c in STEP_COLUMNS) for _, steps in chunk for s in steps]
+            step_rows = [tuple(s[c] for c in STEP_FIELDS) for _, steps in chunk for s in steps]
             if postgres:
-                with cursor.copy(f"COPY execution_steps ({', '.join(STEP_COLUMNS)}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY execution_steps ({', '.join(_STEP_COLUMNS)}) FROM STDIN") as copy:
                     for row in step_rows:
                         copy.write_row(row)
             else:

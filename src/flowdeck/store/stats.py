@@ -3,21 +3,21 @@ executions per day. All from counters or a bounded read, whatever the size of th
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 
+from flowdeck.states import Status
 from flowdeck.store.tables import execution_counts, execution_days, executions
+from flowdeck.times import day, now_us
 
-DAY_US = 86_400_000_000
 RECENT = 1000  # durations are of this many latest ended executions
 
 
 @dataclass(slots=True)
 class Day:
     day: int  # days since the Unix epoch, UTC
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[Status, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -26,7 +26,7 @@ class Day:
 
 @dataclass(slots=True)
 class FlowStats:
-    counts: dict[str, int]
+    counts: dict[Status, int]
     p50_ms: float | None
     p95_ms: float | None
     days: list[Day]
@@ -37,8 +37,8 @@ class FlowStats:
 
     @property
     def success_rate(self) -> float | None:
-        ended = self.counts.get("fulfilled", 0) + self.counts.get("error", 0)
-        return None if ended == 0 else self.counts.get("fulfilled", 0) / ended
+        ended = self.counts.get(Status.FULFILLED, 0) + self.counts.get(Status.ERROR, 0)
+        return None if ended == 0 else self.counts.get(Status.FULFILLED, 0) / ended
 
 
 def _percentile(sorted_values: list[int], fraction: float) -> float | None:
@@ -48,12 +48,12 @@ def _percentile(sorted_values: list[int], fraction: float) -> float | None:
     return round(sorted_values[index] / 1000, 1)
 
 
-def flow_stats(engine: Engine, flow_id: str, *, days: int = 14) -> FlowStats:
-    today = time.time_ns() // 1000 // DAY_US
+def flow_stats(db: Engine, flow_id: str, *, days: int = 14) -> FlowStats:
+    today = day(now_us())
     first = today - days + 1
-    with engine.connect() as connection:
+    with db.connect() as connection:
         counts = {
-            row.status: int(row.n)
+            Status(row.status): int(row.n)
             for row in connection.execute(
                 select(execution_counts.c.status, execution_counts.c.n).where(
                     execution_counts.c.flow_id == flow_id
@@ -61,14 +61,14 @@ def flow_stats(engine: Engine, flow_id: str, *, days: int = 14) -> FlowStats:
             )
             if row.n
         }
-        per_day = {day: Day(day) for day in range(first, today + 1)}
+        per_day = {n: Day(n) for n in range(first, today + 1)}
         for row in connection.execute(
             select(execution_days.c.day, execution_days.c.status, execution_days.c.n).where(
                 execution_days.c.flow_id == flow_id, execution_days.c.day >= first
             )
         ):
             if row.day in per_day and row.n:
-                per_day[row.day].counts[row.status] = int(row.n)
+                per_day[row.day].counts[Status(row.status)] = int(row.n)
         recent = (
             select(executions.c.id)
             .where(executions.c.flow_id == flow_id)

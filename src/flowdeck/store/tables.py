@@ -20,6 +20,8 @@ from sqlalchemy import (
     text,
 )
 
+from flowdeck.states import Status
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -84,8 +86,8 @@ executions = Table(
     Index(
         "ix_executions_pending_runner",
         "runner_id",
-        sqlite_where=text("status = 'pending'"),
-        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text(f"status = '{Status.PENDING}'"),
+        postgresql_where=text(f"status = '{Status.PENDING}'"),
     ),
 )
 
@@ -93,7 +95,7 @@ steps = Table(
     "execution_steps",
     metadata,
     Column("execution_id", ID, primary_key=True),
-    Column("idx", Integer, primary_key=True),
+    Column("idx", Integer, primary_key=True),  # the step's index (a keyword in SQL)
     Column("node_id", String(64), nullable=False),
     Column("node_type", String(64), nullable=False),
     Column("status", String(16), nullable=False),
@@ -130,7 +132,7 @@ runners = Table(
     "runners",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("kind", String(16), nullable=False),  # serve, mcp, cli
+    Column("kind", String(16), nullable=False),  # serve, mcp, cli: the command that runs flows
     Column("hostname", Text, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("started_at", BigInteger, nullable=False),

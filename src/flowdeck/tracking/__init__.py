@@ -1,6 +1,6 @@
 """Tracking: the engine's observer that records executions, with recovery and heartbeats."""
 
-from flowdeck.tracking.recorder import CallInfo, Recorder, RecordingError
+from flowdeck.tracking.recorder import CallInfo, Recorder
 from flowdeck.tracking.tracker import Tracker
 
-__all__ = ["CallInfo", "Recorder", "RecordingError", "Tracker"]
+__all__ = ["CallInfo", "Recorder", "Tracker"]

@@ -11,29 +11,24 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
-from typing import Any
 
-from flowdeck.engine import PreparedFlow, Run, Step
-from flowdeck.store.executions import encode_value, params_preview
-from flowdeck.tracking.events import Event, event
+from flowdeck.engine import PreparedFlow, Run, StepRun
+from flowdeck.errors import RecordingFailed
+from flowdeck.events import Event
+from flowdeck.records import ExecutionSummary, StepChange
+from flowdeck.states import Status, StepStatus, Transport
+from flowdeck.store.values import encode_value, params_preview
+from flowdeck.store.writes import ExecutionRow, FinishRow, StepRow
+from flowdeck.times import duration_ms
 from flowdeck.tracking.secrets import has_secrets, mask
-from flowdeck.tracking.writer import EXECUTION, FINISH, STEP, Writer
-
-
-class RecordingError(Exception):
-    """The execution could not be recorded. ``ran`` is False when it failed at the start: then no
-    node has run."""
-
-    def __init__(self, message: str, *, ran: bool) -> None:
-        super().__init__(message)
-        self.ran = ran
+from flowdeck.tracking.writer import Writer
 
 
 @dataclass(frozen=True, slots=True)
 class CallInfo:
     """Who called: recorded with the execution."""
 
-    transport: str  # http, stdio, cli
+    transport: Transport
     client_name: str | None = None
     client_version: str | None = None
 
@@ -49,21 +44,18 @@ def _has_secrets(flow: PreparedFlow) -> bool:
     return found
 
 
-def _us(seconds: float | None) -> int | None:
-    return None if seconds is None else int(seconds * 1_000_000)
-
-
 class Recorder:
     """Records one execution; made per call by the :class:`~flowdeck.tracking.Tracker`."""
 
-    __slots__ = ("_call", "_max_bytes", "_runner_id", "_summary", "_writer")
+    __slots__ = ("_call", "_max_bytes", "_preview", "_runner_id", "_steps_done", "_writer")
 
     def __init__(self, writer: Writer, runner_id: str, call: CallInfo, max_value_bytes: int) -> None:
         self._writer = writer
         self._runner_id = runner_id
         self._call = call
         self._max_bytes = max_value_bytes
-        self._summary: dict[str, Any] = {}
+        self._preview = ""
+        self._steps_done = 0
 
     async def execution_started(self, run: Run) -> None:
         initial, given = run.initial_params, run.input
@@ -75,121 +67,124 @@ class Recorder:
         if given is not None and given != initial:
             arguments, input_cut = encode_value(given, self._max_bytes)
             params_cut = params_cut or input_cut
-        row = {
-            "id": run.execution_id,
-            "flow_id": run.flow.flow_id,
-            "flow_name": run.flow.name,
-            "flow_revision": run.flow.revision,
-            "status": "pending",
-            "started_at": _us(run.started_at),
-            "params_preview": params_preview(initial),
-            "initial_params": params,
-            "input": arguments,
-            "params_truncated": params_cut,
-            "steps_total": len(run.flow.nodes),
-            "client_name": self._call.client_name,
-            "client_version": self._call.client_version,
-            "transport": self._call.transport,
-            "runner_id": self._runner_id,
-        }
-        self._summary = {
-            "id": run.execution_id,
-            "flow_id": run.flow.flow_id,
-            "flow_name": run.flow.name,
-            "status": "pending",
-            "started_at": row["started_at"],
-            "ended_at": None,
-            "params_preview": row["params_preview"],
-            "steps_done": 0,
-            "steps_total": row["steps_total"],
-            "error_type": None,
-            "error_node_id": None,
-        }
+        self._preview = params_preview(initial)
+        row = ExecutionRow(
+            id=run.execution_id,
+            flow_id=run.flow.flow_id,
+            flow_name=run.flow.name,
+            flow_revision=run.flow.revision,
+            status=Status.PENDING,
+            started_at=run.started_at,
+            params_preview=self._preview,
+            initial_params=params,
+            input=arguments,
+            params_truncated=params_cut,
+            steps_total=len(run.flow.nodes),
+            client_name=self._call.client_name,
+            client_version=self._call.client_version,
+            transport=self._call.transport,
+            runner_id=self._runner_id,
+        )
         try:
-            await self._writer.commit(EXECUTION, row, *self._events())
+            await self._writer.start_execution(row, *self._summary_event(run))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise RecordingError(
+            raise RecordingFailed(
                 f"cannot record the execution, so the flow was not run: {_reason(exc)}", ran=False
             ) from exc
 
-    def step_started(self, run: Run, step: Step) -> None:
-        row = self._step_row(run, step)
-        self._writer.write(STEP, row, *self._events(row))
+    def step_started(self, run: Run, step: StepRun) -> None:
+        row, cut = self._step_row(run, step)
+        self._writer.write_step(row, *self._step_event(run, step, cut))
 
-    def step_finished(self, run: Run, step: Step) -> None:
-        row = self._step_row(run, step)
-        self._summary["steps_done"] += 1
-        self._writer.write(STEP, row, *self._events(row, with_summary=True))
-
-    def _events(self, step: dict[str, Any] | None = None, *, with_summary: bool = False) -> list[Event]:
-        """The events of a write: the step's (its output is read, not pushed), the summary's. Built
-        only when somebody may watch."""
-        hub = self._writer.hub
-        if hub is None:
-            return []
-        if not hub.wanted:
-            hub.skipped()
-            return []
-        summary = self._summary
-        flow_id, execution_id = summary["flow_id"], summary["id"]
-        events: list[Event] = []
-        if step is not None:
-            data = {key: value for key, value in step.items() if key != "output"}
-            events.append(event("step", flow_id, execution_id, data))
-        if step is None or with_summary:
-            events.append(event("execution", flow_id, execution_id, dict(summary)))
-        return events
-
-    def _step_row(self, run: Run, step: Step) -> dict[str, Any]:
-        output, cut = (
-            (None, False) if step.status != "fulfilled" else encode_value(step.output, self._max_bytes)
-        )
-        return {
-            "execution_id": run.execution_id,
-            "idx": step.index,
-            "node_id": step.node_id,
-            "node_type": step.node_type,
-            "status": step.status,
-            "started_at": _us(step.started_at),
-            "ended_at": _us(step.ended_at),
-            "output": output,
-            "output_truncated": cut,
-            "error": step.error,
-        }
+    def step_finished(self, run: Run, step: StepRun) -> None:
+        row, cut = self._step_row(run, step)
+        self._steps_done += 1
+        self._writer.write_step(row, *self._step_event(run, step, cut), *self._summary_event(run))
 
     async def execution_finished(self, run: Run) -> None:
         output, cut = None, False
-        if run.flow.output is not None and run.status == "fulfilled":
+        if run.flow.output is not None and run.status == Status.FULFILLED:
             output, cut = encode_value(run.output, self._max_bytes)
         error = run.error
-        row = {
-            "execution_id": run.execution_id,
-            "status": run.status,
-            "ended_at": _us(run.ended_at),
-            "output": output,
-            "output_truncated": cut,
-            "error_type": error.type if error else None,
-            "error_message": error.message if error else None,
-            "error_node_id": error.node_id if error else None,
-        }
-        self._summary.update(
+        row = FinishRow(
+            execution_id=run.execution_id,
             status=run.status,
-            ended_at=row["ended_at"],
-            error_type=row["error_type"],
-            error_node_id=row["error_node_id"],
+            ended_at=run.ended_at,  # type: ignore[typeddict-item]
+            output=output,
+            output_truncated=cut,
+            error_type=error.type if error else None,
+            error_message=error.message if error else None,
+            error_node_id=error.node_id if error else None,
         )
         try:
-            await self._writer.commit(FINISH, row, *self._events())
+            await self._writer.finish_execution(row, *self._summary_event(run))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise RecordingError(
+            raise RecordingFailed(
                 f"the execution ran but its end is not recorded yet ({_reason(exc)}): it is kept and"
                 " written when the database is back",
                 ran=True,
             ) from exc
+
+    def _step_row(self, run: Run, step: StepRun) -> tuple[StepRow, bool]:
+        output, cut = None, False
+        if step.status == StepStatus.FULFILLED:
+            output, cut = encode_value(step.output, self._max_bytes)
+        row = StepRow(
+            execution_id=run.execution_id,
+            index=step.index,
+            node_id=step.node_id,
+            node_type=step.node_type,
+            status=step.status,
+            started_at=step.started_at,
+            ended_at=step.ended_at,
+            output=output,
+            output_truncated=cut,
+            error=step.error,
+        )
+        return row, cut
+
+    # Events are built only when somebody may watch: they cost a few microseconds each.
+
+    def _summary_event(self, run: Run) -> list[Event]:
+        if not self._writer.events_wanted():
+            return []
+        error = run.error
+        summary = ExecutionSummary(
+            id=run.execution_id,
+            flow_id=run.flow.flow_id,
+            flow_name=run.flow.name,
+            status=run.status,
+            started_at=run.started_at,
+            ended_at=run.ended_at,
+            duration_ms=duration_ms(run.started_at, run.ended_at),
+            params_preview=self._preview,
+            steps_done=self._steps_done,
+            steps_total=len(run.flow.nodes),
+            error_type=error.type if error else None,
+            error_node_id=error.node_id if error else None,
+        )
+        return [Event.of(summary)]
+
+    def _step_event(self, run: Run, step: StepRun, cut: bool) -> list[Event]:
+        if not self._writer.events_wanted():
+            return []
+        change = StepChange(
+            execution_id=run.execution_id,
+            index=step.index,
+            node_id=step.node_id,
+            node_type=step.node_type,
+            status=step.status,
+            started_at=step.started_at,
+            ended_at=step.ended_at,
+            duration_ms=duration_ms(step.started_at, step.ended_at),
+            output_truncated=cut,
+            error=step.error,
+        )
+        return [Event.of_step(run.flow.flow_id, change)]
 
 
 def _reason(exc: Exception) -> str:

@@ -1,5 +1,6 @@
 """The tracker: one per process that runs flows. It registers the process as a runner, recovers what
-dead runners left pending, keeps a heartbeat, owns the writer thread, and runs flows with a recorder."""
+dead runners left pending, keeps a heartbeat (a thread, so that a busy event loop never looks dead),
+owns the writer task, and runs flows with a recorder."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from flowdeck.engine import FlowDefinition, Observer, Observers, PreparedFlow, Run, run_flow
+from flowdeck.events import EventHub
 from flowdeck.ids import new_id
 from flowdeck.settings import Settings
 from flowdeck.store.flows import FlowRecord
 from flowdeck.store.runners import heartbeat, recover, register_runner, unregister_runner
-from flowdeck.tracking.events import EventHub
 from flowdeck.tracking.recorder import CallInfo, Recorder
 from flowdeck.tracking.writer import Writer
 
@@ -22,12 +23,16 @@ log = logging.getLogger("flowdeck.tracking")
 
 
 class Tracker:
-    def __init__(self, engine: Engine, settings: Settings, *, kind: str) -> None:
-        self.engine = engine
+    """``hub`` is told what is recorded (a serving process's runtime gives its own; by default a hub
+    nobody watches, whose events still reach every server through PostgreSQL); ``kind`` names the
+    command that runs flows."""
+
+    def __init__(self, db: Engine, settings: Settings, *, kind: str, hub: EventHub | None = None) -> None:
+        self.db = db
         self.settings = settings
+        self.hub = hub or EventHub(db)
         self.kind = kind
         self.runner_id: str | None = None
-        self.events = EventHub(engine)
         self._writer: Writer | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -37,11 +42,9 @@ class Tracker:
     async def start(self) -> Tracker:
         """Register this process, recover dead runners' executions, start writing and heartbeating.
         The tracker then belongs to the running event loop."""
-        self.runner_id = register_runner(self.engine, self.kind)
-        self.recovered = recover(
-            self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
-        )
-        self._writer = Writer(self.engine, self.events)
+        self.runner_id = register_runner(self.db, self.kind)
+        self.recovered = recover(self.db, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id)
+        self._writer = Writer(self.db, self.hub)
         self._writer.start()
         self._heartbeat = threading.Thread(target=self._beat, name="flowdeck-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -57,7 +60,7 @@ class Tracker:
             self._heartbeat.join()
         if self.runner_id is not None:
             try:
-                unregister_runner(self.engine, self.runner_id)
+                unregister_runner(self.db, self.runner_id)
             except Exception as exc:  # the database is away: the runner's heartbeat goes stale instead
                 log.warning("could not unregister runner %s: %s", self.runner_id, exc)
             self.runner_id = None
@@ -86,7 +89,8 @@ class Tracker:
         self, flow: PreparedFlow, params: Any, call: CallInfo, *, watcher: Observer | None = None
     ) -> Run:
         """Run a flow, recorded; ``watcher`` is told the same as the recorder, after it (progress
-        reporting). Raises :class:`RecordingError` when the execution can't be recorded."""
+        reporting). Raises :class:`~flowdeck.errors.RecordingFailed` when the execution can't be
+        recorded."""
         recorder = self.recorder(call)
         return await run_flow(
             flow,
@@ -99,9 +103,9 @@ class Tracker:
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s):
             try:
-                heartbeat(self.engine, self.runner_id)  # type: ignore[arg-type]
+                heartbeat(self.db, self.runner_id)  # type: ignore[arg-type]
                 self.recovered += recover(
-                    self.engine, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
+                    self.db, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id
                 )
             except Exception as exc:  # the database may be away for a while: try again next beat
                 log.warning("heartbeat failed: %s", exc)

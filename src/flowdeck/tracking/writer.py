@@ -13,7 +13,7 @@ of microseconds, less than a hand-over to a thread or even to another task. That
 waits for a lock: when another process holds the database, the batch is handed to a thread that
 waits up to the busy timeout, and the loop keeps serving. PostgreSQL is written through an
 asynchronous psycopg connection, one statement and one round trip per batch
-(:func:`~flowdeck.store.executions.postgres_batch_sql`).
+(:func:`~flowdeck.store.writes.postgres_batch_sql`).
 
 When the database is away (stopped, locked past the busy timeout, its disk full), a new execution
 is refused (its ``pending`` row can't be written, so no node runs), while the steps and ends of the
@@ -31,12 +31,22 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from flowdeck.store import db
-from flowdeck.store.executions import Batch, SqliteWrites, postgres_batch_params, postgres_batch_sql
-from flowdeck.tracking.events import Event, EventHub, notify_payloads
+from flowdeck.events import Event, EventHub
+from flowdeck.events.wire import notify_payloads
+from flowdeck.store import database
+from flowdeck.store.writes import (
+    Batch,
+    ExecutionRow,
+    FinishRow,
+    SqliteWrites,
+    StepRow,
+    postgres_batch_params,
+    postgres_batch_sql,
+)
 
 log = logging.getLogger("flowdeck.tracking")
 
+# what a write is: a new execution, a step's state, an execution's end
 EXECUTION, STEP, FINISH = "execution", "step", "finish"
 # how long step writes may wait to share a transaction: well below what a person watching notices
 STEP_DELAY_S = 0.05
@@ -45,7 +55,8 @@ CONNECT_TIMEOUT_S = 5
 # how often the writes kept while the database is away are tried again
 RETRY_S = 1.0
 
-Op = tuple[str, dict[str, Any], "asyncio.Future[None] | None"]
+Row = ExecutionRow | StepRow | FinishRow
+Op = tuple[str, Row, "asyncio.Future[None] | None"]
 
 
 class WriterClosed(RuntimeError):
@@ -67,14 +78,14 @@ class _Sqlite:
     # does not suspend unless the database is locked by another connection
     inline = True
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db: Engine) -> None:
+        self._db = db
         self._writes = SqliteWrites()
         self._connection: Any = None
 
     async def write(self, batch: Batch, events: list[Event]) -> None:
         if self._connection is None:
-            self._connection = self._engine.raw_connection()
+            self._connection = self._db.raw_connection()
             self._connection.driver_connection.execute("PRAGMA busy_timeout=0")
         connection = self._connection.driver_connection
         try:
@@ -86,7 +97,7 @@ class _Sqlite:
 
     def _write_waiting(self, connection: sqlite3.Connection, batch: Batch) -> None:
         """Off the loop: wait for the lock as long as any other connection would."""
-        connection.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
+        connection.execute(f"PRAGMA busy_timeout={database.SQLITE_BUSY_TIMEOUT_MS}")
         try:
             self._writes.write(connection, batch)
         finally:
@@ -94,7 +105,9 @@ class _Sqlite:
 
     async def close(self) -> None:
         if self._connection is not None:  # back to the pool, waiting for locks as the others do
-            self._connection.driver_connection.execute(f"PRAGMA busy_timeout={db.SQLITE_BUSY_TIMEOUT_MS}")
+            self._connection.driver_connection.execute(
+                f"PRAGMA busy_timeout={database.SQLITE_BUSY_TIMEOUT_MS}"
+            )
             self._connection.close()
             self._connection = None
 
@@ -102,8 +115,8 @@ class _Sqlite:
 class _Postgres:
     inline = False
 
-    def __init__(self, engine: Engine) -> None:
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, db: Engine) -> None:
+        self._conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._connection: psycopg.AsyncConnection[Any] | None = None
 
     async def write(self, batch: Batch, events: list[Event]) -> None:
@@ -130,10 +143,10 @@ class Writer:
     """``hub`` gets the events of what was written, once it is committed (on PostgreSQL through the
     database, so that every server's hub gets them)."""
 
-    def __init__(self, engine: Engine, hub: EventHub | None = None) -> None:
-        self._backend = _Sqlite(engine) if engine.dialect.name == "sqlite" else _Postgres(engine)
+    def __init__(self, db: Engine, hub: EventHub) -> None:
+        self._backend = _Sqlite(db) if db.dialect.name == "sqlite" else _Postgres(db)
         self.hub = hub
-        self._steps: dict[tuple[str, int], dict[str, Any]] = {}
+        self._steps: dict[tuple[str, int], StepRow] = {}
         self._commits: list[Op] = []
         self._events: list[Event] = []
         self._ready = asyncio.Event()
@@ -142,33 +155,47 @@ class Writer:
         self._closed = False
         self._flushing = asyncio.Lock()
         # the writes of running executions that the database refused for a while: tried again
-        self._kept_steps: dict[tuple[str, int], dict[str, Any]] = {}
-        self._kept_finishes: list[dict[str, Any]] = []
+        self._kept_steps: dict[tuple[str, int], StepRow] = {}
+        self._kept_finishes: list[FinishRow] = []
         self._away = False  # the database refused the last writes: said once in the log, not per try
 
     def start(self) -> None:
         """Start writing, on the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="flowdeck-writer")
 
-    def write(self, kind: str, row: dict[str, Any], *events: Event) -> None:
+    def events_wanted(self) -> bool:
+        """Whether the events of a write are worth building (somebody may watch); one not built is
+        counted, so that a watcher reconnecting from before it is told to reload."""
+        if self.hub.wanted:
+            return True
+        self.hub.skipped()
+        return False
+
+    def write_step(self, row: StepRow, *events: Event) -> None:
         """Queue a step write nobody waits for; the later state of a step replaces an unwritten one."""
         if self._closed:
             raise WriterClosed("the execution writer is closed")
-        self._steps[(row["execution_id"], row["idx"])] = row
-        if self.hub is not None:
-            self._events.extend(events)
+        self._steps[(row["execution_id"], row["index"])] = row
+        self._events.extend(events)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(STEP_DELAY_S, self._ready.set)
 
-    async def commit(self, kind: str, row: dict[str, Any], *events: Event) -> None:
+    async def start_execution(self, row: ExecutionRow, *events: Event) -> None:
+        """Write a new execution's ``pending`` row now and wait for the commit."""
+        await self._commit(EXECUTION, row, events)
+
+    async def finish_execution(self, row: FinishRow, *events: Event) -> None:
+        """Write an execution's end now and wait for the commit."""
+        await self._commit(FINISH, row, events)
+
+    async def _commit(self, kind: str, row: Row, events: tuple[Event, ...]) -> None:
         """Write now and wait for the commit; raise the database's error if it fails. A caller that is
         cancelled while waiting does not stop the write."""
         if self._closed or self._task is None:
             raise WriterClosed("the execution writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commits.append((kind, row, future))
-        if self.hub is not None:
-            self._events.extend(events)
+        self._events.extend(events)
         if self._backend.inline and not self._flushing.locked():
             await self._flush()
         else:  # a write is waiting for the database: this one goes in the next batch
@@ -206,13 +233,13 @@ class Writer:
                 self._timer.cancel()
                 self._timer = None
             steps = {**self._kept_steps, **self._steps}
-            commits = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
+            commits: list[Op] = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
             self._steps, self._commits, self._kept_steps, self._kept_finishes = {}, [], {}, []
             events, self._events = self._events, []
             # an execution that ends in the batch that starts it (cancelled while its start was being
             # written) ends in a write of its own: one statement's update does not see its own insert
-            started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}
-            late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]
+            started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}  # type: ignore[typeddict-item]
+            late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]  # type: ignore[typeddict-item]
             ops: list[Op] = [(STEP, row, None) for row in steps.values()] + [
                 op for op in commits if op not in late
             ]
@@ -251,7 +278,7 @@ class Writer:
         if self._away:
             self._away = False
             log.warning("the database is back: tracking writes go through again")
-        if events and self.hub is not None and not self.hub.via_database:
+        if events and not self.hub.via_database:
             self.hub.dispatch(events)
 
     def _keep(self, ops: list[Op], error: Exception) -> None:
@@ -263,16 +290,16 @@ class Writer:
             log.error("the database refused the tracking writes, kept until it is back: %s", error)
         for kind, row, _ in ops:
             if kind == STEP:
-                self._kept_steps.setdefault((row["execution_id"], row["idx"]), row)
+                self._kept_steps.setdefault((row["execution_id"], row["index"]), row)  # type: ignore[typeddict-item]
             elif kind == FINISH:
-                self._kept_finishes.append(row)
+                self._kept_finishes.append(row)  # type: ignore[arg-type]
         _settle([op for op in ops if op[0] == EXECUTION], error)
         _settle([op for op in ops if op[0] != EXECUTION], error, logged=False)
 
 
 def _batch(ops: list[Op]) -> Batch:
     batch = Batch()
-    target = {EXECUTION: batch.executions, STEP: batch.steps, FINISH: batch.finishes}
+    target: dict[str, list[Any]] = {EXECUTION: batch.executions, STEP: batch.steps, FINISH: batch.finishes}
     for kind, row, _ in ops:
         target[kind].append(row)
     return batch

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the engine flowdeck opened, inside one transaction.
+"""Alembic environment: migrations run on the database handle flowdeck opened, inside one transaction.
 
 On PostgreSQL an advisory lock serializes servers that start at the same moment.
 """
@@ -9,8 +9,8 @@ from flowdeck.store.tables import metadata
 
 MIGRATION_LOCK = 0x666C6F77  # "flow"
 
-engine = context.config.attributes["engine"]
-with engine.connect() as connection:
+db = context.config.attributes["database"]
+with db.connect() as connection:
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

@@ -1,21 +1,21 @@
 """``/api/flows``: create, read, update and delete flows. A body is checked exactly as a flow file
-is, and every problem comes back with its place."""
+is, and every problem comes back with its place (the app's handler for
+:class:`~flowdeck.errors.InvalidFlow`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from flowdeck.api.models import Detail, Flow, FlowList, FlowProblems
-from flowdeck.flows import FlowError, parse_flow
+from flowdeck.flowfiles import parse_flow
 from flowdeck.runtime import Runtime
 from flowdeck.store import flows as store
-from flowdeck.store.executions import iso
+from flowdeck.times import iso
 
 router = APIRouter(prefix="/api/flows", tags=["flows"])
 
@@ -47,44 +47,22 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def _problems(exc: FlowError) -> JSONResponse:
-    count = len(exc.problems)
-    body = {
-        "detail": f"the flow has {count} problem{'s' if count != 1 else ''}",
-        "problems": [{"place": p.place, "message": p.message} for p in exc.problems],
-    }
-    return JSONResponse(body, status_code=422)
-
-
-def _found(call: Any) -> Any:
-    try:
-        return call()
-    except store.FlowNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-
-
 async def _save(
     request: Request, definition: Any, write: Callable[[Engine, dict[str, Any]], store.FlowRecord]
-) -> Any:
+) -> dict[str, Any]:
     """Check a definition as a flow file is checked, write it, and refresh the tool list now rather
-    than at the next look: 422 with every problem, 404 for an unknown flow, 409 for a taken name."""
-    try:
-        checked = parse_flow(definition, "request body")
-    except FlowError as exc:
-        return _problems(exc)
+    than at the next look."""
+    checked = parse_flow(definition, "request body")
     runtime = _runtime(request)
     values = checked.model_dump(mode="json", exclude_none=True)
-    try:
-        record = await run_in_threadpool(_found, lambda: write(runtime.engine, values))
-    except store.FlowNameTaken as exc:
-        raise HTTPException(409, str(exc)) from None
+    record = await run_in_threadpool(write, runtime.db, values)
     runtime.catalog.refresh()
     return flow_json(record)
 
 
 @router.get("", response_model=FlowList, summary="The live flows")
 def list_flows(request: Request) -> dict[str, Any]:
-    return {"items": [flow_json(record) for record in store.list_flows(_runtime(request).engine)]}
+    return {"items": [flow_json(record) for record in store.list_flows(_runtime(request).db)]}
 
 
 @router.post(
@@ -101,7 +79,7 @@ async def create_flow(request: Request, definition: DefinitionBody) -> Any:
 @router.get("/{flow_id}", response_model=Flow, responses={404: {"model": Detail}}, summary="One flow")
 def get_flow(request: Request, flow_id: str) -> dict[str, Any]:
     """A deleted flow is still found by its id, with `deleted_at` set."""
-    return flow_json(_found(lambda: store.get_flow(_runtime(request).engine, flow_id)))
+    return flow_json(store.get_flow(_runtime(request).db, flow_id))
 
 
 @router.put(
@@ -112,13 +90,13 @@ def get_flow(request: Request, flow_id: str) -> dict[str, Any]:
 )
 async def update_flow(request: Request, flow_id: str, definition: DefinitionBody) -> Any:
     """The revision grows by one. A flow may be renamed; a deleted flow can't be changed."""
-    return await _save(request, definition, lambda engine, values: store.update_flow(engine, flow_id, values))
+    return await _save(request, definition, lambda db, values: store.update_flow(db, flow_id, values))
 
 
 @router.delete("/{flow_id}", status_code=204, responses={404: {"model": Detail}}, summary="Delete a flow")
 async def delete_flow(request: Request, flow_id: str) -> Response:
     """The flow stops being a tool; its executions stay, with its id and name."""
     runtime = _runtime(request)
-    await run_in_threadpool(_found, lambda: store.delete_flow(runtime.engine, flow_id))
+    await run_in_threadpool(store.delete_flow, runtime.db, flow_id)
     runtime.catalog.refresh()
     return Response(status_code=204)

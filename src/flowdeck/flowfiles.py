@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +19,19 @@ from pydantic import ValidationError
 
 from flowdeck.engine import FlowDefinition, node_types
 from flowdeck.engine.templates import Template, is_template
+from flowdeck.errors import InvalidFlow, Problem
 
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 _NAME_RULE = "must be 1 to 64 letters, digits, '_' or '-'"
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    place: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.place}: {self.message}" if self.place else self.message
-
-
-class FlowError(Exception):
-    """A flow that does not load; ``problems`` lists every one found, each with its place."""
-
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        self.source = source
-        self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        lines = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {count}:\n{lines}")
-
-
 def parse_flow(data: Any, source: str = "flow") -> FlowDefinition:
-    """Validate already-parsed data as a flow definition, raising :class:`FlowError` with all problems."""
+    """Validate already-parsed data as a flow definition, raising
+    :class:`~flowdeck.errors.InvalidFlow` with all problems."""
     problems = list(_model_problems(data)) + list(_semantic_problems(data))
     unique = list(dict.fromkeys(problems))
     if unique:
-        raise FlowError(source, unique)
+        raise InvalidFlow(source, unique)
     return FlowDefinition.model_validate(data)
 
 
@@ -59,12 +40,12 @@ def load_flow_text(text: str, source: str = "flow", *, json_syntax: bool = False
     try:
         data = json.loads(text) if json_syntax else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise FlowError(source, [Problem(f"line {exc.lineno}, column {exc.colno}", exc.msg)]) from None
+        raise InvalidFlow(source, [Problem(f"line {exc.lineno}, column {exc.colno}", exc.msg)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         message = getattr(exc, "problem", None) or str(exc)
-        raise FlowError(source, [Problem(place, f"invalid YAML: {message}")]) from None
+        raise InvalidFlow(source, [Problem(place, f"invalid YAML: {message}")]) from None
     return parse_flow(data, source)
 
 
@@ -73,33 +54,24 @@ def load_flow_file(path: Path) -> FlowDefinition:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise FlowError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+        raise InvalidFlow(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
     return load_flow_text(text, str(path), json_syntax=path.suffix == ".json")
 
 
 def load_flow_files(paths: Iterable[Path]) -> list[FlowDefinition]:
-    """Every flow of the files and folders named, or :class:`FlowError` listing the problems of every
-    file that has some: all load, or none."""
+    """Every flow of the files and folders named, or :class:`~flowdeck.errors.InvalidFlow` listing the
+    problems of every file that has some: all load, or none."""
     definitions, errors = [], []
     for path in flow_files(paths):
         try:
             definitions.append(load_flow_file(path))
-        except FlowError as exc:
+        except InvalidFlow as exc:
             errors.append(exc)
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        raise FlowFilesError(errors)
+        raise InvalidFlow.of_files(errors)
     return definitions
-
-
-class FlowFilesError(FlowError):
-    """Several files with problems: the message lists each file's."""
-
-    def __init__(self, errors: list[FlowError]) -> None:
-        Exception.__init__(self, "\n".join(str(error) for error in errors))
-        self.source = ", ".join(error.source for error in errors)
-        self.problems = [problem for error in errors for problem in error.problems]
 
 
 def flow_files(paths: Iterable[Path]) -> list[Path]:
@@ -111,7 +83,7 @@ def flow_files(paths: Iterable[Path]) -> list[Path]:
         elif path.exists():
             found.append(path)
         else:
-            raise FlowError(str(path), [Problem("", "no such file or folder")])
+            raise InvalidFlow(str(path), [Problem("", "no such file or folder")])
     return found
 
 

@@ -5,38 +5,29 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
-from flowdeck import __version__
-from flowdeck.store.executions import STATUSES, ExecutionNotFound, get_execution, list_executions
-from flowdeck.store.flows import FlowNotFound, FlowRecord, get_flow, list_flows
+from flowdeck.errors import ExecutionNotFound
+from flowdeck.records import Execution
+from flowdeck.states import Status
+from flowdeck.store.flows import FlowRecord, get_flow, list_flows
+from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.store.stats import flow_stats
-from flowdeck.web.views import FILTERS, GLOBALS, chart
+from flowdeck.web.chart import chart
+from flowdeck.web.rendering import templates
 
 PER_PAGE = 20
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-templates.env.filters.update(FILTERS)
-templates.env.globals.update(GLOBALS, version=__version__)
 
 router = APIRouter(include_in_schema=False)
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.runtime.engine
-
-
-def _flow(engine: Engine, flow_id: str) -> FlowRecord:
-    try:
-        return get_flow(engine, flow_id)
-    except FlowNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+def _db(request: Request) -> Engine:
+    return request.app.state.runtime.db
 
 
 def call_line(flow: FlowRecord) -> str:
@@ -54,34 +45,31 @@ def call_line(flow: FlowRecord) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request) -> HTMLResponse:
-    engine = _engine(request)
+    db = _db(request)
     rows = []
-    for flow in list_flows(engine, include_deleted=True):
-        newest = list_executions(engine, flow_id=flow.id, per_page=1)  # the last one, and the total
+    for flow in list_flows(db, include_deleted=True):
+        newest = list_executions(db, flow_id=flow.id, per_page=1)  # the last one, and the total
         rows.append({"flow": flow, "last": newest.items[0] if newest.items else None, "total": newest.total})
     live = [row for row in rows if not row["flow"].deleted]
     deleted = [row for row in rows if row["flow"].deleted]
     return templates.TemplateResponse(request, "index.html", {"live": live, "deleted": deleted})
 
 
-def _flow_page(request: Request, flow_id: str, tab: str, extra: dict[str, Any]) -> HTMLResponse:
-    flow = _flow(_engine(request), flow_id)
+def _flow_page(request: Request, flow: FlowRecord, tab: str, extra: dict[str, Any]) -> HTMLResponse:
     context = {"flow": flow, "tab": tab, "call_line": call_line(flow), **extra}
     return templates.TemplateResponse(request, f"flow_{tab}.html", context)
 
 
 @router.get("/flows/{flow_id}", response_class=HTMLResponse)
 def flow_definition(request: Request, flow_id: str) -> HTMLResponse:
-    flow = _flow(_engine(request), flow_id)
+    flow = get_flow(_db(request), flow_id)
     text = yaml.safe_dump(flow.definition, sort_keys=False, allow_unicode=True, width=100)
-    return _flow_page(
-        request, flow_id, "definition", {"yaml": text, "nodes": flow.definition.get("nodes", [])}
-    )
+    return _flow_page(request, flow, "definition", {"yaml": text, "nodes": flow.definition.get("nodes", [])})
 
 
-def _usage_main(engine: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
-    listing = list_executions(engine, flow_id=flow.id, page=page, per_page=PER_PAGE)
-    stats = flow_stats(engine, flow.id)
+def _usage_main(db: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
+    listing = list_executions(db, flow_id=flow.id, page=page, per_page=PER_PAGE)
+    stats = flow_stats(db, flow.id)
     return {
         "flow": flow,
         "listing": listing,
@@ -91,11 +79,11 @@ def _usage_main(engine: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
     }
 
 
-def _detail(engine: Engine, execution_id: str | None) -> Any:
+def _detail(db: Engine, execution_id: str | None) -> Execution | None:
     if not execution_id:
         return None
     try:
-        return get_execution(engine, execution_id)
+        return get_execution(db, execution_id)
     except ExecutionNotFound:
         return None
 
@@ -104,11 +92,11 @@ def _detail(engine: Engine, execution_id: str | None) -> Any:
 def flow_usage(
     request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
 ) -> HTMLResponse:
-    engine = _engine(request)
-    flow = _flow(engine, flow_id)
-    main = _usage_main(engine, flow, page)
+    db = _db(request)
+    flow = get_flow(db, flow_id)
+    main = _usage_main(db, flow, page)
     return _flow_page(
-        request, flow_id, "usage", {**main, "record": _detail(engine, execution), "selected": execution}
+        request, flow, "usage", {**main, "record": _detail(db, execution), "selected": execution}
     )
 
 
@@ -117,17 +105,15 @@ def flow_usage_main(
     request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
 ) -> HTMLResponse:
     """The stats, the list and its pages, for the script to swap in."""
-    engine = _engine(request)
-    context = {**_usage_main(engine, _flow(engine, flow_id), page), "selected": execution}
+    db = _db(request)
+    context = {**_usage_main(db, get_flow(db, flow_id), page), "selected": execution}
     return templates.TemplateResponse(request, "_usage_main.html", context)
 
 
 @router.get("/executions/{execution_id}/panel", response_class=HTMLResponse)
 def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
     """One execution's details, for the script to swap in."""
-    record = _detail(_engine(request), execution_id)
-    if record is None:
-        raise HTTPException(404, f"no execution with id {execution_id!r}")
+    record = get_execution(_db(request), execution_id)
     return templates.TemplateResponse(request, "_detail.html", {"record": record})
 
 
@@ -135,9 +121,9 @@ def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
 def all_executions(
     request: Request, flow: str | None = None, status: str | None = None, page: int = Query(1, ge=1)
 ) -> HTMLResponse:
-    engine = _engine(request)
-    status = status if status in STATUSES else None
-    flows = list_flows(engine, include_deleted=True)
-    listing = list_executions(engine, flow_id=flow or None, status=status, page=page, per_page=PER_PAGE)
-    context = {"flows": flows, "listing": listing, "flow_filter": flow or "", "status_filter": status or ""}
+    db = _db(request)
+    chosen = Status(status) if status in Status.__members__.values() else None
+    flows = list_flows(db, include_deleted=True)
+    listing = list_executions(db, flow_id=flow or None, status=chosen, page=page, per_page=PER_PAGE)
+    context = {"flows": flows, "listing": listing, "flow_filter": flow or "", "status_filter": chosen or ""}
     return templates.TemplateResponse(request, "executions.html", context)

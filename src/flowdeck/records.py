@@ -1,0 +1,156 @@
+"""An execution as everyone reads it: one set of typed records for the store's reads, the recorder's
+live events, the event hub, the API's responses (FastAPI takes them as its response models), the
+pages and the CLI.
+
+They are plain dataclasses, cheap to make on the tracking path; pydantic reads their annotations to
+validate, to serialize and to describe them in ``/openapi.json``. Times are kept as stored (integer
+microseconds) and become ISO 8601 only in JSON. A record's docstring would become its schema's
+description, so these carry comments instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field, GetPydanticSchema, PlainSerializer, TypeAdapter
+from pydantic_core import core_schema
+
+from flowdeck.states import ErrorType, Status, StepStatus, Transport
+from flowdeck.times import iso
+
+# a stored time; ISO 8601 in JSON
+Micros = Annotated[int, PlainSerializer(iso, return_type=str, when_used="json")]
+
+
+def one_of(kind: type[enum.StrEnum], *extra: str) -> Any:
+    """A member of ``kind`` (or one of the ``extra`` texts), accepted and described as its plain text
+    (an inline ``enum`` of strings in the schema); text read from JSON or a row becomes the member."""
+    texts = [*(member.value for member in kind), *extra]
+    members = kind._value2member_map_
+
+    def member(value: Any) -> Any:
+        return members.get(value, value)
+
+    schema = core_schema.no_info_after_validator_function(member, core_schema.literal_schema(texts))
+    return Annotated[Any, GetPydanticSchema(lambda _type, _handler: schema)]
+
+
+StatusChoice = one_of(Status)
+StepStatusChoice = one_of(StepStatus)
+ErrorTypeChoice = one_of(ErrorType)
+TransportChoice = one_of(Transport)
+
+
+# what a list shows of an execution, and what a flow's live stream sends each time one changes
+@dataclass(slots=True, kw_only=True)
+class ExecutionSummary:
+    id: str
+    flow_id: str
+    flow_name: str
+    status: StatusChoice
+    started_at: Micros
+    ended_at: Micros | None
+    duration_ms: float | None
+    params_preview: Annotated[str, Field(description="The first argument as `name: value`, shortened")]
+    steps_done: int
+    steps_total: int
+    error_type: ErrorTypeChoice | None = None
+    error_node_id: str | None = None
+
+
+# a step as far as its live event tells it: all but its output, which is read, not pushed
+@dataclass(slots=True, kw_only=True)
+class StepState:
+    index: int
+    node_id: str
+    node_type: str
+    status: StepStatusChoice
+    started_at: Micros
+    ended_at: Micros | None
+    duration_ms: float | None
+    output_truncated: bool
+    error: str | None
+
+
+# one node's run within an execution
+@dataclass(slots=True, kw_only=True)
+class Step(StepState):
+    output: Any = None
+    data_after: Annotated[
+        dict[str, Any] | None,
+        Field(description="`{input, nodes}` after this node; with `?data_after=true` only"),
+    ] = None
+
+
+# the live event of a step starting or ending
+@dataclass(slots=True, kw_only=True)
+class StepChange(StepState):
+    execution_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecutionError:
+    type: ErrorTypeChoice
+    message: str
+    node_id: str | None
+
+
+@dataclass(slots=True, kw_only=True)
+class Client:
+    name: str | None
+    version: str | None
+
+
+# one execution, whole
+@dataclass(slots=True, kw_only=True)
+class Execution(ExecutionSummary):
+    flow_revision: int
+    initial_params: Any
+    params_truncated: bool
+    data: Annotated[
+        dict[str, Any], Field(description="`{input, nodes}`: the arguments with defaults, each node's output")
+    ]
+    output: Any = None
+    output_truncated: bool
+    error: ExecutionError | None
+    steps: list[Step]
+    client: Client | None
+    transport: TransportChoice
+
+    def data_after(self, index: int) -> dict[str, Any]:
+        """``{"input", "nodes"}`` as it stood after node ``index`` (-1: before any node)."""
+        return data_after(self.data["input"], self.steps, index)
+
+
+# a page of executions, newest first
+@dataclass(slots=True, kw_only=True)
+class ExecutionPage:
+    items: list[ExecutionSummary]
+    page: int
+    per_page: int
+    total: int
+    pages: int
+
+
+def data_after(arguments: Any, steps: list[Step], index: int) -> dict[str, Any]:
+    """The data after node ``index``: the arguments, and the outputs of the nodes fulfilled so far.
+    Each step stores only its own output, so this is rebuilt rather than stored."""
+    nodes = {
+        step.node_id: step.output
+        for step in steps
+        if step.index <= index and step.status == StepStatus.FULFILLED
+    }
+    return {"input": arguments, "nodes": nodes}
+
+
+@functools.cache
+def _adapter(kind: type) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def dump_json(record: Any, *, indent: int | None = None) -> str:
+    """A record as the API sends it: JSON, times in ISO 8601."""
+    return _adapter(type(record)).dump_json(record, indent=indent).decode()

@@ -1,0 +1,237 @@
+"""Reading executions: pages newest first, one execution whole, and what other processes recorded.
+Rows become :mod:`flowdeck.records` here and nowhere else."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from flowdeck.errors import ExecutionNotFound
+from flowdeck.records import (
+    Client,
+    Execution,
+    ExecutionError,
+    ExecutionPage,
+    ExecutionSummary,
+    Step,
+    StepChange,
+)
+from flowdeck.records import data_after as data_after_steps
+from flowdeck.states import ErrorType, Status, StepStatus, Transport
+from flowdeck.store.tables import execution_counts, executions, steps
+from flowdeck.store.values import decode_value
+from flowdeck.times import duration_ms
+
+_STEPS_DONE = (
+    select(func.count())
+    .where(steps.c.execution_id == executions.c.id, steps.c.status != StepStatus.PENDING)
+    .scalar_subquery()
+    .label("steps_done")
+)
+_SUMMARY_COLUMNS = (
+    executions.c.id,
+    executions.c.flow_id,
+    executions.c.flow_name,
+    executions.c.status,
+    executions.c.started_at,
+    executions.c.ended_at,
+    executions.c.params_preview,
+    _STEPS_DONE,
+    executions.c.steps_total,
+    executions.c.error_type,
+    executions.c.error_node_id,
+)
+_STEP_STATE_COLUMNS = (
+    steps.c.execution_id,
+    steps.c.idx,
+    steps.c.node_id,
+    steps.c.node_type,
+    steps.c.status,
+    steps.c.started_at,
+    steps.c.ended_at,
+    steps.c.output_truncated,
+    steps.c.error,
+)
+
+
+def _summary_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "flow_id": row.flow_id,
+        "flow_name": row.flow_name,
+        "status": Status(row.status),
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+        "duration_ms": duration_ms(row.started_at, row.ended_at),
+        "params_preview": row.params_preview,
+        "steps_done": row.steps_done,
+        "steps_total": row.steps_total,
+        "error_type": None if row.error_type is None else ErrorType(row.error_type),
+        "error_node_id": row.error_node_id,
+    }
+
+
+def _step_fields(row: Any) -> dict[str, Any]:
+    return {
+        "index": row.idx,
+        "node_id": row.node_id,
+        "node_type": row.node_type,
+        "status": StepStatus(row.status),
+        "started_at": row.started_at,
+        "ended_at": row.ended_at,
+        "duration_ms": duration_ms(row.started_at, row.ended_at),
+        "output_truncated": bool(row.output_truncated),
+        "error": row.error,
+    }
+
+
+def count_executions(connection: Any, *, flow_id: str | None = None, status: Status | None = None) -> int:
+    """Exact, from the counters the triggers keep: a few rows read, however many executions there are."""
+    query = select(func.coalesce(func.sum(execution_counts.c.n), 0))
+    if flow_id is not None:
+        query = query.where(execution_counts.c.flow_id == flow_id)
+    if status is not None:
+        query = query.where(execution_counts.c.status == status)
+    return int(connection.execute(query).scalar_one())
+
+
+def list_executions(
+    db: Engine,
+    *,
+    flow_id: str | None = None,
+    status: Status | None = None,
+    page: int = 1,
+    per_page: int = 20,
+) -> ExecutionPage:
+    """Page ``page`` of executions, newest first, of one flow or of all, optionally of one status.
+
+    The page's ids come from an index alone; a page in the older half is read from the oldest end
+    (ascending, with the smaller offset), so the last page costs what the first does."""
+    conditions = []
+    if flow_id is not None:
+        conditions.append(executions.c.flow_id == flow_id)
+    if status is not None:
+        conditions.append(executions.c.status == status)
+    offset = (page - 1) * per_page
+    items: list[ExecutionSummary] = []
+    with db.connect() as connection:
+        total = count_executions(connection, flow_id=flow_id, status=status)
+        if offset < total:
+            ids = select(executions.c.id).where(*conditions)
+            if offset > total // 2:
+                size = min(per_page, total - offset)
+                ids = ids.order_by(executions.c.id.asc()).limit(size).offset(total - offset - size)
+            else:
+                ids = ids.order_by(executions.c.id.desc()).limit(per_page).offset(offset)
+            query = (
+                select(*_SUMMARY_COLUMNS)
+                .where(executions.c.id.in_(ids.scalar_subquery()))
+                .order_by(executions.c.id.desc())
+            )
+            items = [ExecutionSummary(**_summary_fields(row)) for row in connection.execute(query)]
+    pages = max(1, math.ceil(total / per_page))
+    return ExecutionPage(items=items, page=page, per_page=per_page, total=total, pages=pages)
+
+
+def get_execution(db: Engine, execution_id: str) -> Execution:
+    """One execution with its steps in order."""
+    with db.connect() as connection:
+        row = connection.execute(
+            select(
+                *_SUMMARY_COLUMNS,
+                executions.c.flow_revision,
+                executions.c.initial_params,
+                executions.c.input,
+                executions.c.params_truncated,
+                executions.c.output,
+                executions.c.output_truncated,
+                executions.c.error_message,
+                executions.c.client_name,
+                executions.c.client_version,
+                executions.c.transport,
+            ).where(executions.c.id == execution_id)
+        ).first()
+        if row is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        step_rows = connection.execute(
+            select(*_STEP_STATE_COLUMNS, steps.c.output)
+            .where(steps.c.execution_id == execution_id)
+            .order_by(steps.c.idx)
+        ).all()
+    fields = _summary_fields(row)
+    step_records = [Step(**_step_fields(s), output=decode_value(s.output)) for s in step_rows]
+    initial_params = decode_value(row.initial_params)
+    arguments = initial_params if row.input is None else decode_value(row.input)
+    if row.output is not None:
+        output = decode_value(row.output)
+    else:  # the output is the last fulfilled step's, unless the flow has an output template
+        fulfilled = [step for step in step_records if step.status == StepStatus.FULFILLED]
+        output = fulfilled[-1].output if fulfilled and fields["status"] == Status.FULFILLED else None
+    error = None
+    if fields["error_type"] is not None:
+        error = ExecutionError(
+            type=fields["error_type"], message=row.error_message, node_id=row.error_node_id
+        )
+    client = None
+    if row.client_name is not None or row.client_version is not None:
+        client = Client(name=row.client_name, version=row.client_version)
+    return Execution(
+        **fields,
+        flow_revision=row.flow_revision,
+        initial_params=initial_params,
+        params_truncated=bool(row.params_truncated),
+        data=data_after_steps(arguments, step_records, len(step_records) - 1),
+        output=output,
+        output_truncated=bool(row.output_truncated),
+        error=error,
+        steps=step_records,
+        client=client,
+        transport=Transport(row.transport),
+    )
+
+
+@dataclass(slots=True)
+class OthersChanges:
+    """What :func:`changes_by_others` found."""
+
+    last_id: str | None  # the newest execution id seen, whoever ran it
+    summaries: list[ExecutionSummary]
+    steps: list[StepChange]
+
+
+def newest_execution_id(db: Engine) -> str | None:
+    with db.connect() as connection:
+        return connection.execute(select(func.max(executions.c.id))).scalar()
+
+
+def changes_by_others(
+    db: Engine, *, after_id: str | None, watched: Iterable[str], runner_id: str | None, limit: int = 500
+) -> OthersChanges:
+    """The executions other processes started after ``after_id`` (ids are time-ordered: an index range
+    scan), and the state of those in ``watched``, with their steps: what live events need on SQLite,
+    where no database notice tells one process what another recorded."""
+    with db.connect() as connection:
+        query = select(executions.c.id, executions.c.runner_id).order_by(executions.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(executions.c.id > after_id)
+        new = connection.execute(query).all()
+        last_id = new[-1].id if new else after_id
+        ids = set(watched) | {row.id for row in new if row.runner_id != runner_id}
+        if not ids:
+            return OthersChanges(last_id, [], [])
+        chosen = executions.c.id.in_(ids)
+        summaries = [
+            ExecutionSummary(**_summary_fields(row))
+            for row in connection.execute(select(*_SUMMARY_COLUMNS).where(chosen))
+        ]
+        step_rows = connection.execute(
+            select(*_STEP_STATE_COLUMNS)
+            .where(steps.c.execution_id.in_(ids))
+            .order_by(steps.c.execution_id, steps.c.idx)
+        )
+        changes = [StepChange(**_step_fields(row), execution_id=row.execution_id) for row in step_rows]
+        return OthersChanges(last_id, summaries, changes)

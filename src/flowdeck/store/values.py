@@ -1,0 +1,47 @@
+"""JSON values as they are stored: serialized once, by the recorder, so that their size can be
+capped. A value longer than the cap is replaced by a marker that says what was cut."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PREVIEW_CHARS = 80
+
+
+def encode_value(value: Any, max_bytes: int) -> tuple[str, bool]:
+    """JSON text of ``value``, and whether it was cut: when longer than ``max_bytes`` (or not storable
+    at all), the text is a marker ``{"$truncated": {"bytes", "max_bytes", "preview"}}``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unknown)
+    except (RecursionError, ValueError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        marker = {"$truncated": {"bytes": None, "max_bytes": max_bytes, "preview": f"not storable: {reason}"}}
+        return json.dumps(marker), True
+    size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
+    if size <= max_bytes:
+        return text, False
+    marker = {"$truncated": {"bytes": size, "max_bytes": max_bytes, "preview": text[:200]}}
+    return json.dumps(marker, ensure_ascii=False, separators=(",", ":")), True
+
+
+def decode_value(text: str | None) -> Any:
+    """A stored value back; NULL is None."""
+    return None if text is None else json.loads(text)
+
+
+def _unknown(value: Any) -> str:
+    return f"<{type(value).__name__}>"
+
+
+def params_preview(params: Any) -> str:
+    """The first argument as ``name: value``, shortened for one line of a list."""
+    if not isinstance(params, dict) or not params:
+        return ""
+    name, value = next(iter(params.items()))
+    try:
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_unknown)
+    except (RecursionError, ValueError):
+        shown = "…"
+    text = " ".join(f"{name}: {shown}".split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"

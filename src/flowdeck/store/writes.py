@@ -1,0 +1,195 @@
+"""The tracking writes: typed rows, and the statements that write a batch of them in one transaction
+(new executions, step states, final states), on SQLite and on PostgreSQL.
+
+The final update is guarded by ``status = PENDING`` (the only state an execution may leave, see
+:data:`flowdeck.states.TRANSITIONS`), so an end never overwrites another, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from sqlalchemy import bindparam, insert, literal_column, update
+from sqlalchemy.dialects import sqlite
+
+from flowdeck.states import ErrorType, Status, StepStatus, Transport
+from flowdeck.store.tables import executions, steps
+
+EVENTS_CHANNEL = "flowdeck_events"  # PostgreSQL NOTIFY channel of execution events
+
+
+class ExecutionRow(TypedDict):
+    """A new execution, as its ``pending`` row."""
+
+    id: str
+    flow_id: str
+    flow_name: str
+    flow_revision: int
+    status: Status
+    started_at: int
+    params_preview: str
+    initial_params: str  # JSON text
+    input: str | None  # JSON text; None when it equals initial_params
+    params_truncated: bool
+    steps_total: int
+    client_name: str | None
+    client_version: str | None
+    transport: Transport
+    runner_id: str
+
+
+class StepRow(TypedDict):
+    """A step's state; the later state of a step replaces the earlier one."""
+
+    execution_id: str
+    index: int
+    node_id: str
+    node_type: str
+    status: StepStatus
+    started_at: int
+    ended_at: int | None
+    output: str | None  # JSON text
+    output_truncated: bool
+    error: str | None
+
+
+class FinishRow(TypedDict):
+    """An execution's end."""
+
+    execution_id: str
+    status: Status
+    ended_at: int
+    output: str | None  # JSON text; None when the output is the last fulfilled step's
+    output_truncated: bool
+    error_type: ErrorType | None
+    error_message: str | None
+    error_node_id: str | None
+
+
+EXECUTION_FIELDS = tuple(ExecutionRow.__annotations__)
+STEP_FIELDS = tuple(StepRow.__annotations__)
+FINISH_FIELDS = tuple(FinishRow.__annotations__)[1:]  # what an end sets, by execution_id
+_STEP_UPDATES = ("status", "ended_at", "output", "output_truncated", "error")
+
+
+def step_column(name: str) -> str:
+    """The column a step row's field is stored in (``index`` is a keyword in SQL)."""
+    return "idx" if name == "index" else name
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows for one transaction: new executions, step states (one per step), final states."""
+
+    executions: list[ExecutionRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    finishes: list[FinishRow] = field(default_factory=list)
+
+
+class SqliteWrites:
+    """The tracking writes on a sqlite3 connection: statements compiled once by SQLAlchemy and run on
+    the DBAPI cursor, since on this path SQLAlchemy's per-call work costs more than SQLite's own."""
+
+    def __init__(self) -> None:
+        dialect = sqlite.dialect(paramstyle="named")  # sqlite3 takes dicts with :name
+        upsert = sqlite.insert(steps).values({steps.c[step_column(f)]: bindparam(f) for f in STEP_FIELDS})
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[steps.c.execution_id, steps.c.idx],
+            set_={name: upsert.excluded[name] for name in _STEP_UPDATES},
+        )
+        finish = (
+            update(executions)
+            .where(
+                executions.c.id == bindparam("execution_id"),
+                executions.c.status == literal_column(f"'{Status.PENDING}'"),
+            )
+            .values(**{name: bindparam(name) for name in FINISH_FIELDS})
+        )
+        self._insert = str(insert(executions).compile(dialect=dialect, column_keys=list(EXECUTION_FIELDS)))
+        self._upsert = str(upsert.compile(dialect=dialect))
+        self._finish = str(finish.compile(dialect=dialect))
+
+    def write(self, connection: sqlite3.Connection, batch: Batch) -> None:
+        """One transaction on a sqlite3 connection: new executions, then steps, then final states."""
+        try:
+            for sql, rows in (
+                (self._insert, batch.executions),
+                (self._upsert, batch.steps),
+                (self._finish, batch.finishes),
+            ):
+                if len(rows) == 1:
+                    connection.execute(sql, rows[0])
+                elif rows:
+                    connection.executemany(sql, rows)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+
+
+@functools.lru_cache(maxsize=256)
+def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int, n_notices: int = 0) -> str:
+    """One statement for a whole batch: on a network, each round trip costs more than the rows, so the
+    inserts, the step upserts and the final updates go as data-modifying CTEs of a single statement
+    (one round trip, one commit in autocommit mode). ``n_notices`` payloads follow as ``pg_notify``
+    on the events channel: PostgreSQL delivers them when the statement commits, not before."""
+
+    def rows(count: int, template: str) -> str:
+        return ", ".join([template] * count)
+
+    parts = []
+    if n_executions:
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in EXECUTION_FIELDS) + ")"
+        parts.append(
+            f"INSERT INTO executions ({', '.join(EXECUTION_FIELDS)}) VALUES {rows(n_executions, template)}"
+        )
+    if n_steps:
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in STEP_FIELDS) + ")"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _STEP_UPDATES)
+        columns = ", ".join(step_column(name) for name in STEP_FIELDS)
+        parts.append(
+            f"INSERT INTO execution_steps ({columns}) VALUES {rows(n_steps, template)} "
+            f"ON CONFLICT (execution_id, idx) DO UPDATE SET {updates}"
+        )
+    if n_finishes:
+        columns = ("execution_id", *FINISH_FIELDS)
+        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '::text')}" for c in columns) + ")"
+        assignments = ", ".join(f"{c} = v.{c}" for c in FINISH_FIELDS)
+        parts.append(
+            f"UPDATE executions SET {assignments} FROM (VALUES {rows(n_finishes, template)}) "
+            f"AS v({', '.join(columns)}) "
+            f"WHERE executions.id = v.execution_id AND executions.status = '{Status.PENDING}'"
+        )
+    if n_notices:
+        parts.append("SELECT " + ", ".join([f"pg_notify('{EVENTS_CHANNEL}', %s)"] * n_notices))
+    *ctes, main = parts
+    if not ctes:
+        return main
+    return "WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes)) + " " + main
+
+
+_PG_CASTS = {
+    "flow_revision": "::integer",
+    "steps_total": "::integer",
+    "index": "::integer",
+    "started_at": "::bigint",
+    "ended_at": "::bigint",
+    "params_truncated": "::boolean",
+    "output_truncated": "::boolean",
+}
+
+
+def postgres_batch_params(batch: Batch, notices: list[str] | None = None) -> list[Any]:
+    params: list[Any] = []
+    for execution in batch.executions:
+        params.extend(execution[c] for c in EXECUTION_FIELDS)  # type: ignore[literal-required]
+    for step in batch.steps:
+        params.extend(step[c] for c in STEP_FIELDS)  # type: ignore[literal-required]
+    for end in batch.finishes:
+        params.append(end["execution_id"])
+        params.extend(end[c] for c in FINISH_FIELDS)  # type: ignore[literal-required]
+    params.extend(notices or ())
+    return params

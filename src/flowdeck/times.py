@@ -1,0 +1,65 @@
+"""Time as flowdeck keeps it: integer microseconds since the Unix epoch, UTC. Compact, cheap to sort
+and subtract, the same on SQLite and PostgreSQL; shown as ISO 8601 ending in ``Z``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+SECOND_US = 1_000_000
+DAY_US = 86_400 * SECOND_US
+
+
+def now_us() -> int:
+    """Now, as stored."""
+    return time.time_ns() // 1000
+
+
+def iso(us: int | None) -> str | None:
+    """ISO 8601 in UTC ending in ``Z``, to the millisecond (``2026-11-29T13:06:03.206Z``)."""
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / SECOND_US, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def exact(us: int | None) -> str:
+    """For people: ``2026-11-29 13:06:03.206 UTC``."""
+    if us is None:
+        return ""
+    return datetime.fromtimestamp(us / SECOND_US, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def duration_ms(started_us: int, ended_us: int | None) -> float | None:
+    """Milliseconds between two stored times, to the microsecond; None while not ended."""
+    return None if ended_us is None else round((ended_us - started_us) / 1000, 3)
+
+
+def day(us: int) -> int:
+    """The UTC day of a stored time, in days since the epoch."""
+    return us // DAY_US
+
+
+def relative(us: int | None, now: int | None = None) -> str:
+    """How long ago, in the largest whole unit: ``just now``, ``5 min ago``, ``3 h ago``, ``2 d ago``."""
+    if us is None:
+        return ""
+    seconds = ((now or now_us()) - us) / SECOND_US
+    if seconds < 45:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def duration_text(ms: float | None) -> str:
+    """A duration for people, in the unit that suits it: ``662 µs``, ``12.5 ms``, ``1.20 s``."""
+    if ms is None:
+        return ""
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    return f"{int(ms // 60_000)} min {ms % 60_000 / 1000:.0f} s"

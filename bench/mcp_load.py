@@ -14,7 +14,7 @@ from typing import Any
 
 from mcp import Client
 from tests.support.postgres import free_port
-from tests.support.server import spawn
+from tests.support.processes import spawn
 
 CLIENTS = 8
 

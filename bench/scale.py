@@ -8,7 +8,6 @@ import contextlib
 import os
 import random
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 from tests.support.postgres import free_port
-from tests.support.server import spawn
+from tests.support.processes import FLOWDECK, spawn
 
 from flowdeck.flowfiles import load_flow_text
 from flowdeck.store import database
@@ -52,7 +51,7 @@ def seed(url: str, main: int, others: int) -> str:
 def serving(url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "FLOWDECK_DATABASE_URL": url}
-    process = spawn([sys.executable, "-m", "flowdeck", "serve", "--port", str(port)], port=port, env=env)
+    process = spawn([*FLOWDECK, "serve", "--port", str(port)], port=port, env=env)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -1,5 +1,9 @@
 """Fixtures: a database of each kind (SQLite in a temporary folder, a real throwaway PostgreSQL),
-migrated, and helpers to load flows into it."""
+migrated, and helpers to load flows into it.
+
+One PostgreSQL cluster serves the whole session (``pg_cluster``): each test gets a database of its
+own, copied from a migrated template. Tests that stop the server stop this one and start it again;
+tests that need PostgreSQL are marked ``postgres`` (``pytest -m "not postgres"`` skips them)."""
 
 from __future__ import annotations
 
@@ -22,11 +26,14 @@ from tests.support.postgres import Cluster
 _numbers = itertools.count()
 
 
+TEMPLATE = "flowdeck_template"
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     cluster = Cluster().start()
     try:
-        template = cluster.create_database("flowdeck_template")
+        template = cluster.create_database(TEMPLATE)
         db = database.open_database(template)
         database.upgrade(db)
         db.dispose()
@@ -35,17 +42,42 @@ def pg_cluster() -> Iterator[Cluster]:
         cluster.remove()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, migrated database of each kind."""
+def new_pg_database(cluster: Cluster, **options: str) -> str:
+    """A fresh, migrated PostgreSQL database of the session's cluster: its URL."""
+    return cluster.create_database(f"t{os.getpid()}_{next(_numbers)}", template=TEMPLATE, **options)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    return new_pg_database(pg_cluster)
+
+
+# each kind of database, for the fixtures that give one
+KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def new_database(request: pytest.FixtureRequest, folder: Path) -> str:
+    """A fresh, migrated database of the kind ``request.param`` names: its URL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flowdeck.db'}"
+        url = f"sqlite:///{folder / 'flowdeck.db'}"
         db = database.open_database(url)
         database.upgrade(db)
         db.dispose()
         return url
-    cluster: Cluster = request.getfixturevalue("pg_cluster")
-    return cluster.create_database(f"t{os.getpid()}_{next(_numbers)}", template="flowdeck_template")
+    return new_pg_database(request.getfixturevalue("pg_cluster"))
+
+
+@pytest.fixture(params=KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind, for each test. A module whose tests share one server overrides
+    it with one database per module (``shared_database_url``)."""
+    return new_database(request, tmp_path)
+
+
+def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The body of a module-scoped ``database_url``: tests of that module share the database, and so
+    must not count on it being empty."""
+    return new_database(request, tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture

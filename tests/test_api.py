@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,9 +13,9 @@ from sqlalchemy import Engine
 from flowdeck.settings import Settings
 from flowdeck.store.flows import find_live_flow
 from flowdeck.store.seed import seed_executions
+from tests.support import EXAMPLES
 from tests.support.server import served
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SUMMARY_FIELDS = {
     "id", "flow_id", "flow_name", "status", "started_at", "ended_at", "duration_ms", "params_preview",

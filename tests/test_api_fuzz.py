@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -13,9 +12,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from flowdeck.settings import Settings
+from tests.support import EXAMPLES
 from tests.support.server import served
-
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 
 
 @pytest.fixture(scope="module")

@@ -1,38 +1,23 @@
-"""The ``flowdeck`` command as a user runs it: a real process, output read from its streams."""
+"""The ``flowdeck`` command: its output and exit codes, run in-process by Typer's test runner; and
+once as a real process, for what only a process shows (no traceback, the exit code)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from flowdeck.store import database
-
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
+from tests.support import EXAMPLES
+from tests.support.cli import flowdeck as run
+from tests.support.processes import flowdeck_env, run_flowdeck
 
 
 @pytest.fixture
-def flowdeck(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-
-    def call(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "flowdeck", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if ok:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return call
+def flowdeck(database_url: str):  # type: ignore[no-untyped-def]
+    return partial(run, database_url=database_url)
 
 
 def test_import_run_and_show(flowdeck) -> None:
@@ -67,7 +52,7 @@ def test_import_run_and_show(flowdeck) -> None:
 def test_a_failing_run_names_its_node_and_exits_1(flowdeck) -> None:
     flowdeck("flows", "import", str(EXAMPLES))
     result = flowdeck("flows", "run", "charge_card", "--args", '{"amount": 5000}', ok=False)
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert (
         "charge_card failed at node 'charge': amount 5000 EUR is over the 1000 limit (node_error)"
         in result.stderr
@@ -108,9 +93,10 @@ def test_invalid_arguments_are_recorded(flowdeck) -> None:
 def test_errors_are_one_clear_message_without_traceback(flowdeck, args: list[str], message: str) -> None:
     flowdeck("flows", "import", str(EXAMPLES / "hello.yaml"))
     result = flowdeck(*args, ok=False)
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.count("\n") <= 3, result.stderr
 
 
 def test_a_bad_file_imports_nothing_and_lists_every_problem(flowdeck, tmp_path: Path) -> None:
@@ -134,17 +120,12 @@ def test_delete_keeps_executions_under_the_name(flowdeck) -> None:
     assert "error: flow 'hello' is deleted" in flowdeck("flows", "run", "hello", ok=False).stderr
 
 
-def test_a_database_that_refuses_writes_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_database_that_refuses_writes_is_a_clear_error_from_a_real_process(tmp_path: Path) -> None:
+    """As a user's shell sees it: one line on stderr, exit code 1, no traceback."""
     path = tmp_path / "ro.db"
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": f"sqlite:///{path}"}
-    base = [sys.executable, "-m", "flowdeck"]
-    subprocess.run(
-        [*base, "flows", "import", str(EXAMPLES / "hello.yaml")], env=env, check=True, capture_output=True
-    )
-    env["FLOWDECK_DATABASE_URL"] = f"sqlite:///file:{path}?mode=ro&uri=true"
-    result = subprocess.run(
-        [*base, "flows", "run", "hello", "--args", '{"name": "x"}'], env=env, capture_output=True, text=True
-    )
+    run("flows", "import", str(EXAMPLES / "hello.yaml"), database_url=f"sqlite:///{path}")
+    read_only = flowdeck_env(f"sqlite:///file:{path}?mode=ro&uri=true")
+    result = run_flowdeck("flows", "run", "hello", "--args", '{"name": "x"}', env=read_only)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "readonly" in result.stderr

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import Tracker
-
-FLOWDECK = [sys.executable, "-m", "flowdeck"]
+from tests.support.processes import flowdeck_env, start_flowdeck
 
 SLOW = """
 name: slow
@@ -49,12 +44,9 @@ def _wait_for_running_node(db: Engine, node_id: str, timeout_s: float = 30) -> s
     raise AssertionError(f"no execution reached node {node_id!r}")
 
 
-def test_sigkill_mid_node_then_restart_marks_it_interrupted(
-    database_url: str, db: Engine, add_flow, tmp_path: Path
-) -> None:
+def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, db: Engine, add_flow) -> None:
     add_flow(SLOW)
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    victim = subprocess.Popen([*FLOWDECK, "flows", "run", "slow"], env=env, cwd=tmp_path)
+    victim = start_flowdeck("flows", "run", "slow", env=flowdeck_env(database_url))
     try:
         execution_id = _wait_for_running_node(db, "long_wait")
         victim.send_signal(signal.SIGKILL)
@@ -77,13 +69,10 @@ def test_sigkill_mid_node_then_restart_marks_it_interrupted(
     assert _start_a_runner(db, Settings(database_url=database_url)) == 0
 
 
-def test_a_stale_heartbeat_marks_a_runner_dead(
-    database_url: str, db: Engine, add_flow, tmp_path: Path
-) -> None:
+def test_a_stale_heartbeat_marks_a_runner_dead(database_url: str, db: Engine, add_flow) -> None:
     """A runner on another host can't be checked by process id: only its heartbeat tells."""
     add_flow(SLOW)
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    victim = subprocess.Popen([*FLOWDECK, "flows", "run", "slow"], env=env, cwd=tmp_path)
+    victim = start_flowdeck("flows", "run", "slow", env=flowdeck_env(database_url))
     try:
         execution_id = _wait_for_running_node(db, "long_wait")
         victim.send_signal(signal.SIGSTOP)  # alive, but silent

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import httpx
@@ -16,15 +13,22 @@ from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store.flows import find_live_flow
+from tests.conftest import KINDS, shared_database_url
+from tests.support import EXAMPLES
+from tests.support.processes import FLOWDECK, flowdeck_env
 from tests.support.server import served
 from tests.support.sse import Received, read_events
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
+
+@pytest.fixture(scope="module", params=KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return shared_database_url(request, tmp_path_factory)
 
 
-@pytest.fixture
-def base(settings: Settings) -> Iterator[str]:
-    with served(settings, [EXAMPLES]) as url:
+@pytest.fixture(scope="module")
+def base(database_url: str) -> Iterator[str]:
+    """One server for the module's tests, on their shared database."""
+    with served(Settings(database_url=database_url), [EXAMPLES]) as url:
         yield url
 
 
@@ -138,24 +142,14 @@ async def test_what_another_process_runs_is_live_too(base: str, db: Engine, data
     """A `flowdeck flows run` (or a `flowdeck mcp` for a desktop client) writes the same database:
     its execution shows on the flow's stream as it runs, on SQLite as on PostgreSQL."""
     flow = find_live_flow(db, "slow_report")
-    command = [
-        sys.executable,
-        "-m",
-        "flowdeck",
-        "flows",
-        "run",
-        "slow_report",
-        "--args",
-        '{"pause_s": 0.6}',
-        "--json",
-    ]
+    command = [*FLOWDECK, "flows", "run", "slow_report", "--args", '{"pause_s": 0.6}', "--json"]
     async with (
         httpx.AsyncClient(base_url=base, timeout=30) as http,
         http.stream("GET", f"/api/flows/{flow.id}/events") as response,
     ):
         events = read_events(response)
         await _watching(events)
-        process = await anyio.open_process(command, env={**os.environ, "FLOWDECK_DATABASE_URL": database_url})
+        process = await anyio.open_process(command, env=flowdeck_env(database_url))
         got = await _until(events, lambda r: r.data["status"] != "pending")
         await process.wait()
         output = json.loads(await process.stdout.receive())

@@ -22,16 +22,23 @@ from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store.flows import delete_flow, find_live_flow, import_flow
 from flowdeck.store.reads import get_execution, list_executions
+from tests.conftest import KINDS, shared_database_url
+from tests.support import EXAMPLES
 from tests.support.postgres import Cluster
 from tests.support.server import eventually, served
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 MODES = ["legacy", "auto"]
 
 
-@pytest.fixture
-def url(settings: Settings) -> Iterator[str]:
-    with served(settings, [EXAMPLES]) as base:
+@pytest.fixture(scope="module", params=KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return shared_database_url(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def url(database_url: str) -> Iterator[str]:
+    """One server for the module's tests, on their shared database."""
+    with served(Settings(database_url=database_url), [EXAMPLES]) as base:
         yield f"{base}/mcp"
 
 
@@ -160,12 +167,13 @@ async def test_invalid_arguments_are_an_error_result_and_recorded(url: str, db: 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_an_unknown_tool_is_a_protocol_error(url: str, mode: str, db: Engine) -> None:
+    before = list_executions(db).total
     async with client(url, mode) as mcp:
         with pytest.raises(MCPError) as caught:
             await mcp.call_tool("no_such_flow", {})
     assert caught.value.error.code == types.INVALID_PARAMS
     assert "unknown tool 'no_such_flow'" in caught.value.error.message
-    assert list_executions(db).total == 0
+    assert list_executions(db).total == before
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -220,6 +228,7 @@ async def test_cancelling_a_call_records_cancelled_and_the_session_goes_on(
 
 async def test_50_concurrent_calls_from_several_clients(url: str, db: Engine) -> None:
     results: dict[int, types.CallToolResult] = {}
+    before = list_executions(db).total
 
     async def one_client(first: int, mode: str) -> None:
         async with client(url, mode) as mcp, anyio.create_task_group() as group:
@@ -238,7 +247,7 @@ async def test_50_concurrent_calls_from_several_clients(url: str, db: Engine) ->
     assert sorted(results) == list(range(50))
     ids = {result.meta["flowdeck/execution_id"] for result in results.values()}
     assert len(ids) == 50
-    assert list_executions(db).total == 50
+    assert list_executions(db).total == before + 50
     for i, result in results.items():
         assert result.structured_content == {
             "item": f"item-{i}",
@@ -288,11 +297,12 @@ async def test_no_token_or_a_wrong_one_is_refused(secured: str, headers: dict[st
 
 
 async def test_a_wrong_token_fails_the_sdk_client(secured: str, db: Engine) -> None:
+    before = list_executions(db).total
     with pytest.raises(BaseExceptionGroup) as caught:
         async with _with_token(f"{secured}/mcp", "wrong", "legacy") as mcp:
             await mcp.call_tool("hello", {"name": "intruder"})
     assert caught.group_contains(MCPError)
-    assert list_executions(db).total == 0
+    assert list_executions(db).total == before
 
 
 async def test_a_foreign_origin_or_host_is_refused(url: str) -> None:
@@ -334,16 +344,17 @@ async def test_stateless_mode_serves_both_generations_with_progress(settings: Se
             assert seen == ["gather", "crunch", "format"]
 
 
-async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(probe: Any) -> None:
-    cluster = Cluster().start()
-    try:
-        database = cluster.create_database("flowdeck")
-        flows = Path(cluster.root) / "probed.yaml"
-        flows.write_text("name: probed\nnodes:\n  - {id: p, type: probe, config: {value: ran}}\n")
-        with served(Settings(database_url=database), [flows]) as base:
-            async with client(f"{base}/mcp", "legacy") as mcp:
-                assert (await mcp.call_tool("probed", {})).structured_content is None
-                cluster.stop()
+@pytest.mark.postgres
+async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(
+    probe: Any, pg_cluster: Cluster, pg_url: str, tmp_path: Path
+) -> None:
+    cluster = pg_cluster
+    flows = tmp_path / "probed.yaml"
+    flows.write_text("name: probed\nnodes:\n  - {id: p, type: probe, config: {value: ran}}\n")
+    with served(Settings(database_url=pg_url), [flows]) as base:
+        async with client(f"{base}/mcp", "legacy") as mcp:
+            assert (await mcp.call_tool("probed", {})).structured_content is None
+            with cluster.stopped():
                 refused = await mcp.call_tool("probed", {})
                 assert refused.is_error is True
                 assert refused.content[0].text == "probed was not run: the execution could not be recorded"
@@ -362,11 +373,10 @@ async def test_a_database_that_goes_away_refuses_calls_cleanly_and_comes_back(pr
                     assert back.is_error is False
                     assert len(probe.calls) == 2
                     assert (await http.get("/api/executions")).json()["total"] == 2
-    finally:
-        cluster.remove()
 
 
 async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: str, db: Engine) -> None:
+    before = list_executions(db).total
     big = "x" * (3 * 1024 * 1024)
     async with client(url, "legacy") as mcp:
         result = await mcp.call_tool("hello", {"name": "Ada", "blob": big})
@@ -387,7 +397,7 @@ async def test_big_arguments_are_cut_in_the_record_and_huge_ones_refused(url: st
             headers={"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28"},
         )
     assert response.status_code == 413
-    assert list_executions(db).total == 1
+    assert list_executions(db).total == before + 1
 
 
 def test_a_huge_api_body_is_refused(url: str) -> None:

@@ -20,9 +20,9 @@ from sqlalchemy import Engine
 from flowdeck.settings import Settings
 from flowdeck.store import database
 from flowdeck.store.reads import get_execution, list_executions
+from tests.support import EXAMPLES
 from tests.support.server import served
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
 HOSTILE_FLOWS = {
     "huge_output.yaml": """name: huge_output
 nodes:

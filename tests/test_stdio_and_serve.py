@@ -1,10 +1,8 @@
-"""The real processes: ``flowdeck mcp`` over stdio, ``flowdeck serve`` with ``flowdeck call``."""
+"""``flowdeck mcp`` over stdio, as real processes a desktop client starts; ``flowdeck call`` against a
+served flowdeck."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -12,25 +10,18 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters, types
+from mcp import Client, types
 from sqlalchemy import Engine
 
 from flowdeck.flowfiles import load_flow_text
+from flowdeck.settings import Settings
 from flowdeck.store.flows import import_flow
 from flowdeck.store.reads import get_execution
+from tests.support import EXAMPLES
+from tests.support.cli import flowdeck
 from tests.support.postgres import free_port
-from tests.support.server import spawn
-
-EXAMPLES = Path(__file__).parent.parent / "examples" / "flows"
-FLOWDECK = [sys.executable, "-m", "flowdeck"]
-
-
-def stdio_params(database_url: str, *args: str) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "flowdeck", "mcp", *args],
-        env={**os.environ, "FLOWDECK_DATABASE_URL": database_url},
-    )
+from tests.support.processes import flowdeck_env, run_flowdeck, stdio_params
+from tests.support.server import served
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -70,54 +61,30 @@ async def test_stdio_sessions_hear_of_new_flows(database_url: str, db: Engine) -
         assert [tool.name for tool in (await mcp.list_tools()).tools] == ["fresh"]
 
 
-def test_stdio_prints_nothing_but_protocol(database_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    done = subprocess.run(
-        [*FLOWDECK, "mcp", "--flows", str(EXAMPLES)],
-        env=env,
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_stdio_prints_nothing_but_protocol(database_url: str) -> None:
+    done = run_flowdeck("mcp", "--flows", str(EXAMPLES), env=flowdeck_env(database_url), input="")
     assert done.stdout == ""
 
 
 def test_stdio_refuses_bad_flows_before_serving(database_url: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nnodes:\n  - {id: a, type: nope}\n")
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    done = subprocess.run(
-        [*FLOWDECK, "mcp", "--flows", str(bad)], env=env, input="", capture_output=True, text=True, timeout=60
-    )
+    done = run_flowdeck("mcp", "--flows", str(bad), env=flowdeck_env(database_url), input="")
     assert done.returncode == 1
     assert "nodes[0].type: unknown node type 'nope'" in done.stderr
     assert done.stdout == ""
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """``flowdeck serve`` as a user starts it."""
-    port = free_port()
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": database_url}
-    command = [*FLOWDECK, "serve", "--port", str(port), "--flows", str(EXAMPLES)]
-    process = spawn(command, port=port, env=env, cwd=tmp_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
+def server(settings: Settings) -> Iterator[str]:
+    with served(settings, [EXAMPLES]) as base:
         yield f"{base}/mcp"
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
-def test_flowdeck_call_prints_progress_result_and_id(server: str, db: Engine, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*FLOWDECK, "call", "slow_report", "topic=tea", "pause_s=0.05", "--url", server],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_flowdeck_call_prints_progress_result_and_id(server: str, db: Engine, database_url: str) -> None:
+    done = flowdeck(
+        "call", "slow_report", "topic=tea", "pause_s=0.05", "--url", server, database_url=database_url
     )
-    assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["[1/3] gather", "[2/3] crunch", "[3/3] format"]
     lines = done.stdout.strip().splitlines()
     assert lines[0] == '"Report on tea, built in 0.1 s"'
@@ -128,24 +95,9 @@ def test_flowdeck_call_prints_progress_result_and_id(server: str, db: Engine, tm
     assert asdict(record.client) == {"name": "flowdeck-call", "version": "1"}
 
 
-def test_flowdeck_call_types_values_by_the_schema(server: str, db: Engine) -> None:
-    done = subprocess.run(
-        [
-            *FLOWDECK,
-            "call",
-            "order_quote",
-            "item=42",
-            "unit_price=2",
-            "--args",
-            '{"quantity": 2}',
-            "--url",
-            server,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+def test_flowdeck_call_types_values_by_the_schema(server: str, db: Engine, database_url: str) -> None:
+    arguments = ["order_quote", "item=42", "unit_price=2", "--args", '{"quantity": 2}']
+    done = flowdeck("call", *arguments, "--url", server, database_url=database_url)
     execution_id = done.stdout.strip().splitlines()[-1].split()[1]
     assert get_execution(db, execution_id).initial_params == {
         "quantity": 2,
@@ -154,41 +106,24 @@ def test_flowdeck_call_types_values_by_the_schema(server: str, db: Engine) -> No
     }
 
 
-def test_flowdeck_call_failures(server: str) -> None:
-    failed = subprocess.run(
-        [*FLOWDECK, "call", "charge_card", "amount=5000", "--url", server],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_flowdeck_call_failures(server: str, database_url: str) -> None:
+    failed = flowdeck(
+        "call", "charge_card", "amount=5000", "--url", server, database_url=database_url, ok=False
     )
-    assert failed.returncode == 1
+    assert failed.exit_code == 1
     assert "charge_card failed at node 'charge': amount 5000 EUR is over the 1000 limit" in failed.stderr
     assert failed.stdout.startswith("execution ") and failed.stdout.strip().endswith(" error")
-    unknown = subprocess.run(
-        [*FLOWDECK, "call", "nope", "--url", server], capture_output=True, text=True, timeout=60
-    )
-    assert unknown.returncode == 1
+    unknown = flowdeck("call", "nope", "--url", server, database_url=database_url, ok=False)
+    assert unknown.exit_code == 1
     assert "error: no tool named 'nope'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    nobody = subprocess.run(
-        [*FLOWDECK, "call", "hello", "--url", f"http://127.0.0.1:{free_port()}/mcp"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert nobody.returncode == 1
+    nowhere = f"http://127.0.0.1:{free_port()}/mcp"
+    nobody = flowdeck("call", "hello", "--url", nowhere, database_url=database_url, ok=False)
+    assert nobody.exit_code == 1
     assert "error: cannot reach the server" in nobody.stderr
 
 
-def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "FLOWDECK_AUTH_TOKEN"}
-    done = subprocess.run(
-        [*FLOWDECK, "serve", "--host", "0.0.0.0"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
+def test_serve_refuses_a_public_address_without_a_token(database_url: str) -> None:
+    done = flowdeck("serve", "--host", "0.0.0.0", database_url=database_url, ok=False, FLOWDECK_AUTH_TOKEN="")
+    assert done.exit_code == 1
     assert "refusing to serve on 0.0.0.0 without FLOWDECK_AUTH_TOKEN" in done.stderr

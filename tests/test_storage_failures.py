@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from flowdeck.engine import PreparedFlow, run_flow
@@ -25,7 +24,7 @@ from flowdeck.store.flows import import_flow
 from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import CallInfo, Recorder, Tracker
 from flowdeck.tracking.writer import Writer
-from tests.conftest import Probe
+from tests.conftest import TEMPLATE, Probe
 from tests.support.disk import fill, small_disk
 from tests.support.postgres import Cluster
 from tests.support.server import eventually
@@ -92,33 +91,30 @@ async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
     assert probe.calls == []
 
 
-async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(probe: Probe) -> None:
-    cluster = Cluster().start()
-    try:
-        url = cluster.create_database("flowdeck")
-        db = database.open_database(url)
-        database.upgrade(db)
-        record, _ = import_flow(db, load_flow_text(PROBED).model_dump(exclude_none=True))
-        async with Tracker(db, Settings(database_url=url), kind="test") as tracker:
-            flow = tracker.prepare(record)
-            first = await tracker.run(flow, {}, CallInfo("cli"))
-            assert first.status == "fulfilled"
-            running, running_id = await start_slow(tracker, db)
-            cluster.stop()
+@pytest.mark.postgres
+async def test_a_stopped_postgresql_refuses_the_call_and_recovers_when_back(
+    probe: Probe, pg_cluster: Cluster, pg_url: str
+) -> None:
+    db = database.open_database(pg_url)
+    record, _ = import_flow(db, load_flow_text(PROBED).model_dump(exclude_none=True))
+    async with Tracker(db, Settings(database_url=pg_url), kind="test") as tracker:
+        flow = tracker.prepare(record)
+        first = await tracker.run(flow, {}, CallInfo("cli"))
+        assert first.status == "fulfilled"
+        running, running_id = await start_slow(tracker, db)
+        with pg_cluster.stopped():
             with pytest.raises(RecordingFailed, match="cannot record the execution, so the flow was not run"):
                 await tracker.run(flow, {}, CallInfo("cli"))
             assert probe.calls == [first.execution_id]
             with pytest.raises(RecordingFailed, match="its end is not recorded yet") as ended:
                 await running
             assert ended.value.ran
-            cluster.start()
+            pg_cluster.start()
             again = await asyncio.wait_for(tracker.run(flow, {}, CallInfo("cli")), 30)
             assert again.status == "fulfilled"
             await eventually(lambda: ended_whole(db, running_id))  # the kept end, written
-        assert list_executions(db).total == 3
-        db.dispose()
-    finally:
-        cluster.remove()
+    assert list_executions(db).total == 3
+    db.dispose()
 
 
 async def test_sqlite_locked_past_the_busy_timeout_refuses_new_calls_and_keeps_the_running_ones(
@@ -188,35 +184,43 @@ nodes:
   - {id: make, type: transform, config: {value: "{{ input.blob }}"}}
   - {id: tag, type: probe, config: {value: done}}
 """
-# what a disk of each size holds besides the database: PostgreSQL's own files take about 40 MB
-DISK_SIZE = {"sqlite": "8m", "postgres": "96m"}
+# a disk for the database's files; a new PostgreSQL database takes about 8 MB of catalogs
+DISK_SIZE = {"sqlite": "8m", "postgres": "24m"}
 
 
 @contextmanager
-def database_on(disk: Path, kind: str) -> Iterator[str]:
-    """A migrated database of ``kind`` whose files are on ``disk``: its URL."""
-    if kind == "sqlite":
+def database_on(disk: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database of the test's kind whose files are on ``disk``: its URL. PostgreSQL's is a
+    database of the session's cluster in a tablespace on that disk (its log, the WAL, stays on the
+    cluster's own disk: a server whose WAL can't be written stops, by design)."""
+    if request.param == "sqlite":
         url = f"sqlite:///{disk / 'flowdeck.db'}"
         database.upgrade(database.open_database(url))
         yield url
         return
-    cluster = Cluster(root=disk).start()
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    folder = disk / "tablespace"
+    folder.mkdir()
+    cluster.give_to_server(folder)
+    cluster.execute(f"CREATE TABLESPACE small_disk LOCATION '{folder}'")
+    name = "on_small_disk"
     try:
-        url = cluster.create_database("flowdeck")
-        database.upgrade(database.open_database(url))
-        with psycopg.connect(url, autocommit=True) as connection:  # a fresh WAL segment: the writes
-            connection.execute("SELECT pg_switch_wal()")  # to come fit in it, so that the WAL never
-            connection.execute("CHECKPOINT")  # needs a new file while the disk is full
+        url = cluster.create_database(name, template=TEMPLATE, tablespace="small_disk")
         yield url
     finally:
-        cluster.remove()
+        cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cluster.execute("DROP TABLESPACE small_disk")
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def kind(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
+    return request
+
+
 async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_nothing(
-    probe: Probe, kind: str
+    probe: Probe, kind: pytest.FixtureRequest
 ) -> None:
-    with small_disk(DISK_SIZE[kind]) as disk, database_on(disk, kind) as url:
+    with small_disk(DISK_SIZE[kind.param]) as disk, database_on(disk, kind) as url:
         db = database.open_database(url)
         record, _ = import_flow(db, load_flow_text(BIG).model_dump(exclude_none=True))
         filler = fill(disk, keep_bytes=2 << 20)
@@ -238,7 +242,7 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
                 returned[run.execution_id] = run.status
             assert refused is not None, "the disk never filled"
             print(
-                f"\nfull disk, {kind}: {len(returned)} calls recorded, {len(ended_later)} ends kept, "
+                f"\nfull disk, {kind.param}: {len(returned)} calls recorded, {len(ended_later)} ends kept, "
                 f"then: {refused}"
             )
             assert re.search(r"database or disk is full|No space left on device", str(refused))
@@ -254,7 +258,7 @@ async def test_a_full_disk_refuses_new_calls_with_a_clear_error_and_corrupts_not
             record_ = get_execution(db, execution_id)
             assert record_.status == status
             assert len(record_.steps[0].output) == 200_000  # the data is whole
-        if kind == "sqlite":
+        if kind.param == "sqlite":
             with db.connect() as connection:
                 assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
         db.dispose()

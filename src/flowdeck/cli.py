@@ -327,9 +327,9 @@ def serve(
 @app.command("mcp")
 def mcp_stdio(database_url: DatabaseOption = None, flows: FlowsOption = None) -> None:
     """Serve MCP over stdio (for desktop clients); nothing but protocol goes to stdout."""
+    _check_flows(flows or [])
     from flowdeck.stdio import serve_stdio
 
-    _check_flows(flows or [])
     asyncio.run(serve_stdio(_serving_settings(database_url), flows or []))
 
 

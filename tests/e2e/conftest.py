@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store import database
+from tests.support import EXAMPLES
 from tests.support.server import served
 
-EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "flows"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",

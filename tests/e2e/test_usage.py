@@ -4,11 +4,9 @@ the executions page, escaping and the login."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import threading
+from subprocess import DEVNULL
 from typing import Any
 
 from mcp import Client
@@ -17,6 +15,7 @@ from playwright.sync_api import Page, expect
 from flowdeck.store.flows import delete_flow, find_live_flow
 from flowdeck.store.seed import seed_executions
 from tests.e2e.conftest import Site
+from tests.support.processes import flowdeck_env, start_flowdeck
 
 
 def _call(site: Site, tool: str, arguments: dict[str, Any], results: list[Any]) -> None:
@@ -221,10 +220,9 @@ def test_live_an_execution_run_by_another_process_appears_too(site: Site, page: 
     page.goto(usage_url(site, "slow_report"))
     mark_no_reload(page)
     expect(page.get_by_test_id("execution-item")).to_have_count(1)
-    command = [sys.executable, "-m", "flowdeck", "flows", "run", "slow_report"]
     arguments = ["--args", '{"topic": "elsewhere", "pause_s": 1}']
-    environment = {**os.environ, "FLOWDECK_DATABASE_URL": site.settings.database_url}
-    with subprocess.Popen([*command, *arguments], env=environment, stdout=subprocess.DEVNULL) as other:
+    environment = flowdeck_env(site.settings.database_url)
+    with start_flowdeck("flows", "run", "slow_report", *arguments, env=environment, stdout=DEVNULL) as other:
         items = page.get_by_test_id("execution-item")
         expect(items).to_have_count(2)
         expect(items.first).to_contain_text("topic: elsewhere")

@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from flowdeck.settings import Settings
 from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import Tracker
 from tests.support.postgres import free_port
-from tests.support.server import spawn
+from tests.support.processes import FLOWDECK, flowdeck_env, spawn
 
 ROUNDS = int(os.environ.get("FLOWDECK_CRASH_ROUNDS", "10"))
 IN_FLIGHT = 50
@@ -45,9 +44,8 @@ REPORT: list[dict[str, Any]] = []
 
 def _serve(url: str, folder: Path, flows: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "FLOWDECK_DATABASE_URL": url}
-    command = [sys.executable, "-m", "flowdeck", "serve", "--port", str(port), "--flows", str(flows)]
-    process = spawn(command, port=port, env=env, cwd=folder, stderr=subprocess.DEVNULL)
+    command = [*FLOWDECK, "serve", "--port", str(port), "--flows", str(flows)]
+    process = spawn(command, port=port, env=flowdeck_env(url), cwd=folder, stderr=subprocess.DEVNULL)
     return process, f"http://127.0.0.1:{port}/mcp"
 
 

@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -99,8 +101,36 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str, template: str | None = None) -> str:
+    def create_database(self, name: str, template: str | None = None, tablespace: str | None = None) -> str:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             suffix = f" TEMPLATE {template}" if template else ""
+            suffix += f" TABLESPACE {tablespace}" if tablespace else ""
             connection.execute(f'CREATE DATABASE "{name}"{suffix}')
         return self.url(name)
+
+    def execute(self, sql: str) -> None:
+        """One statement on the maintenance database, as the superuser."""
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(sql)
+
+    @contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server stopped for the block (the test says when it comes back, by ``start``), and
+        running again after it whatever happened: the session's other tests need it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            if not self.running:
+                self.start()
+
+    @property
+    def running(self) -> bool:
+        return (
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False).returncode == 0
+        )
+
+    def give_to_server(self, path: Path) -> None:
+        """Make ``path`` the server's (a tablespace's folder must be), when tests run as root."""
+        if self._as_root:
+            shutil.chown(path, "postgres", "postgres")

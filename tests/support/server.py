@@ -1,18 +1,16 @@
 """A flowdeck app served by uvicorn on a free loopback port, in a thread of the test process: real
-HTTP, real MCP sessions, and the test can still look at the database directly."""
+HTTP, real MCP sessions, and the test can still look at the database directly. A separate
+process is :mod:`tests.support.processes`."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
-import httpx
 import uvicorn
 
 from flowdeck.app import create_app
@@ -51,19 +49,3 @@ def served(settings: Settings, flow_paths: Iterable[Path] = (), *, stateless: bo
     finally:
         server.should_exit = True
         thread.join(30)
-
-
-def spawn(command: list[str], *, port: int, timeout_s: float = 60, **popen: Any) -> subprocess.Popen[bytes]:
-    """Start a server process (``flowdeck serve`` or the like) and return once its /health answers."""
-    process = subprocess.Popen(command, **popen)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the server did not start: {' '.join(command)}")
-        time.sleep(0.1)

@@ -95,13 +95,13 @@ class Recorder:
             ) from exc
 
     def step_started(self, run: Run, step: StepRun) -> None:
-        row, cut = self._step_row(run, step)
-        self._writer.write_step(row, *self._step_event(run, step, cut))
+        row = self._step_row(run, step)
+        self._writer.write_step(row, *self._step_event(run, row))
 
     def step_finished(self, run: Run, step: StepRun) -> None:
-        row, cut = self._step_row(run, step)
+        row = self._step_row(run, step)
         self._steps_done += 1
-        self._writer.write_step(row, *self._step_event(run, step, cut), *self._summary_event(run))
+        self._writer.write_step(row, *self._step_event(run, row), *self._summary_event(run))
 
     async def execution_finished(self, run: Run) -> None:
         output, cut = None, False
@@ -129,11 +129,11 @@ class Recorder:
                 ran=True,
             ) from exc
 
-    def _step_row(self, run: Run, step: StepRun) -> tuple[StepRow, bool]:
+    def _step_row(self, run: Run, step: StepRun) -> StepRow:
         output, cut = None, False
         if step.status == StepStatus.FULFILLED:
             output, cut = encode_value(step.output, self._max_bytes)
-        row = StepRow(
+        return StepRow(
             execution_id=run.execution_id,
             index=step.index,
             node_id=step.node_id,
@@ -145,7 +145,6 @@ class Recorder:
             output_truncated=cut,
             error=step.error,
         )
-        return row, cut
 
     # Events are built only when somebody may watch: they cost a few microseconds each.
 
@@ -169,21 +168,12 @@ class Recorder:
         )
         return [Event.of(summary)]
 
-    def _step_event(self, run: Run, step: StepRun, cut: bool) -> list[Event]:
+    def _step_event(self, run: Run, row: StepRow) -> list[Event]:
+        """The step as its row says it, but its output (read, not pushed)."""
         if not self._writer.events_wanted():
             return []
-        change = StepChange(
-            execution_id=run.execution_id,
-            index=step.index,
-            node_id=step.node_id,
-            node_type=step.node_type,
-            status=step.status,
-            started_at=step.started_at,
-            ended_at=step.ended_at,
-            duration_ms=duration_ms(step.started_at, step.ended_at),
-            output_truncated=cut,
-            error=step.error,
-        )
+        state = {name: value for name, value in row.items() if name != "output"}
+        change = StepChange(**state, duration_ms=duration_ms(row["started_at"], row["ended_at"]))
         return [Event.of_step(run.flow.flow_id, change)]
 
 

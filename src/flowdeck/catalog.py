@@ -1,6 +1,7 @@
 """The live flows a process offers as tools: held in memory, refreshed when the database says they
 changed, so that a flow created, changed or deleted by any process (the CLI, the API, another server
-on the same PostgreSQL) is seen without a restart."""
+on the same PostgreSQL) is seen without a restart. It is also how a ``flow`` node finds and runs
+another flow (the engine's ``ChildFlows`` port)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from flowdeck.engine import PreparedFlow
+from flowdeck.engine import Parent, PreparedFlow, Run
+from flowdeck.states import Transport
 from flowdeck.store.flows import FlowRecord, flows_version, list_flows
-from flowdeck.tracking import Tracker
+from flowdeck.tracking import CallInfo, Tracker
 
 log = logging.getLogger("flowdeck.catalog")
 
@@ -58,12 +60,36 @@ class Catalog:
     def flows(self) -> list[FlowRecord]:
         return list(self._flows.values())
 
-    def get(self, name: str) -> PreparedFlow | None:
+    def find(self, name: str) -> PreparedFlow | None:
         """The live flow of that name, ready to run; a name not known yet gets one fresh look."""
         record = self._flows.get(name)
         if record is None and self.refresh():
             record = self._flows.get(name)
         return None if record is None else self._tracker.prepare(record)
+
+    def names(self) -> set[str]:
+        return set(self._flows)
+
+    async def run(
+        self,
+        flow: PreparedFlow,
+        arguments: Any,
+        *,
+        execution_id: str,
+        parent: Parent,
+        depth: int,
+        deadline: float | None,
+    ) -> Run:
+        """Run ``flow`` as a child execution (``transport: flow``), recorded like any call."""
+        return await self._tracker.run(
+            flow,
+            arguments,
+            CallInfo(Transport.FLOW),
+            execution_id=execution_id,
+            parent=parent,
+            depth=depth,
+            deadline=deadline,
+        )
 
     def input_schema(self, name: str) -> dict[str, Any] | None:
         record = self._flows.get(name)

@@ -18,16 +18,16 @@ from typer.core import TyperGroup
 from flowdeck import __version__
 from flowdeck.engine import Run
 from flowdeck.errors import FlowdeckError, InvalidFlow
-from flowdeck.flowfiles import load_flow_files
+from flowdeck.flowfiles import check_references, load_flow_files
 from flowdeck.records import dump_json
 from flowdeck.settings import Settings
 from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store import database
-from flowdeck.store.flows import FlowRecord, delete_flow, import_flow, list_flows, resolve_flow
+from flowdeck.store.flows import FlowRecord, delete_flow, list_flows, resolve_flow
 from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.store.seed import seed_executions
 from flowdeck.times import iso
-from flowdeck.tracking import CallInfo, Tracker
+from flowdeck.tracking import CallInfo
 
 
 class _Commands(TyperGroup):
@@ -85,9 +85,7 @@ def _settings() -> Settings:
 
 def _db() -> Engine:
     """The database, migrated to the current schema (a no-op when it is)."""
-    db = database.open_database(_settings().database_url)
-    database.upgrade(db)
-    return db
+    return _db_of(_settings())
 
 
 def _json(value: Any) -> str:
@@ -97,18 +95,50 @@ def _json(value: Any) -> str:
 # ---- flows ----------------------------------------------------------------------------------------
 
 
+ServersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--servers", help="The MCP servers mcp nodes call (mcpServers JSON; default: $FLOWDECK_MCP_SERVERS)"
+    ),
+]
+
+
+def _with(settings: Settings, *, database_url: str | None = None, servers: Path | None = None) -> Settings:
+    """``settings`` with what a command's own options say."""
+    update: dict[str, Any] = {}
+    if database_url:
+        update["database_url"] = database_url
+    if servers is not None:
+        update["mcp_servers"] = servers
+    return settings.model_copy(update=update) if update else settings
+
+
+def _server_names(settings: Settings) -> list[str] | None:
+    """The servers of the servers file (its problems raised), or None when none is given."""
+    if settings.mcp_servers is None:
+        return None
+    from flowdeck.remote import load_servers
+
+    return sorted(load_servers(settings.mcp_servers))
+
+
 @flows_app.command("import")
-def flows_import(paths: Annotated[list[Path], typer.Argument(help="Flow files, or folders of them")]) -> None:
+def flows_import(
+    paths: Annotated[list[Path], typer.Argument(help="Flow files, or folders of them")],
+    servers: ServersOption = None,
+) -> None:
     """Create or update flows from YAML/JSON files. Nothing is imported if any file has a problem."""
+    from flowdeck.runtime import import_flow_files
+
+    names = _server_names(_with(_settings(), servers=servers))
+    db = _db()
     try:
-        definitions = load_flow_files(paths)
+        imported = import_flow_files(db, paths, names)
     except InvalidFlow as exc:
         raise CliError(f"nothing imported:\n{exc}") from None
-    if not definitions:
+    if not imported:
         raise CliError("no flow files found (*.yaml, *.yml, *.json)")
-    db = _db()
-    for definition in definitions:
-        record, outcome = import_flow(db, definition.model_dump(mode="json", exclude_none=True))
+    for record, outcome in imported:
         typer.echo(f"{outcome:9} {record.name} (revision {record.revision})")
 
 
@@ -143,17 +173,17 @@ def flows_run(
     name: Annotated[str, typer.Argument(help="Flow name")],
     args: Annotated[str, typer.Option("--args", help="Tool arguments as a JSON object")] = "{}",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    servers: ServersOption = None,
 ) -> None:
     """Run a flow in this process, recorded like any call (transport: cli)."""
     try:
         params = json.loads(args)
     except ValueError as exc:
         raise CliError(f"--args is not JSON: {exc}") from None
-    db = _db()
-    record = resolve_flow(db, name)
+    record = resolve_flow(_db(), name)
     if record.deleted:
         raise CliError(f"flow {name!r} is deleted")
-    run = asyncio.run(_run_tracked(db, record, params))
+    run = asyncio.run(_run_tracked(_with(_settings(), servers=servers), record, params))
     error = run.error
     took = _ms(run.ended_at - run.started_at if run.ended_at is not None else None)
     if as_json:
@@ -175,9 +205,14 @@ def flows_run(
         raise typer.Exit(1)
 
 
-async def _run_tracked(db: Engine, record: FlowRecord, params: Any) -> Run:
-    # servers watching this database see the run: on PostgreSQL through it, on SQLite by their looks
-    async with Tracker(db, _settings(), kind="cli") as tracker:
+async def _run_tracked(settings: Settings, record: FlowRecord, params: Any) -> Run:
+    """In a runtime of this process, so that its flow and mcp nodes can run (servers watching this
+    database see the run: on PostgreSQL through it, on SQLite by their looks)."""
+    from flowdeck.runtime import Runtime
+
+    runtime = Runtime.create(settings, kind="cli")
+    async with runtime.running(serving=False):
+        tracker = runtime.tracker
         return await tracker.run(tracker.prepare(record), params, CallInfo(Transport.CLI))
 
 
@@ -280,21 +315,30 @@ def _compact(value: Any) -> str:
 # ---- serving --------------------------------------------------------------------------------------
 
 FlowsOption = Annotated[
-    list[Path] | None, typer.Option("--flows", help="Flow files or folders to import at start (repeatable)")
+    list[Path] | None, typer.Option("--flows", help="Flow files or folders to import at start")
 ]
+# more paths after one --flows: `--flows a.yaml b.yaml folder/`
+MoreFlows = Annotated[list[Path] | None, typer.Argument(help="More flow files or folders, after --flows")]
 DatabaseOption = Annotated[str | None, typer.Option("--database-url", help="Database URL")]
 
 
-def _serving_settings(database_url: str | None) -> Settings:
-    settings = _settings()
-    return settings.model_copy(update={"database_url": database_url}) if database_url else settings
-
-
-def _check_flows(flows: list[Path]) -> None:
+def _check_flows(settings: Settings, flows: list[Path]) -> None:
+    """Refuse, before serving, flow files with problems (what they name included) and a servers file
+    with problems."""
+    names = _server_names(settings)
     try:
-        load_flow_files(flows)
+        loaded = load_flow_files(flows)
+        if loaded:
+            live = [flow.name for flow in list_flows(_db_of(settings))]
+            check_references(loaded, live_flows=live, servers=names)
     except InvalidFlow as exc:
         raise CliError(f"the flows to import have problems, nothing was served:\n{exc}") from None
+
+
+def _db_of(settings: Settings) -> Engine:
+    db = database.open_database(settings.database_url)
+    database.upgrade(db)
+    return db
 
 
 @app.command()
@@ -303,6 +347,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     database_url: DatabaseOption = None,
     flows: FlowsOption = None,
+    servers: ServersOption = None,
+    more: MoreFlows = None,
     mcp_stateless: Annotated[
         bool, typer.Option("--mcp-stateless", help="No MCP sessions: any server can answer any request")
     ] = False,
@@ -312,25 +358,33 @@ def serve(
 
     from flowdeck.app import create_app, is_loopback
 
-    settings = _serving_settings(database_url)
+    settings = _with(_settings(), database_url=database_url, servers=servers)
+    flows = [*(flows or []), *(more or [])]
     if not is_loopback(host) and not settings.auth_token:
         raise CliError(
             f"refusing to serve on {host} without FLOWDECK_AUTH_TOKEN: anyone who can reach it could run "
             "your flows. Set FLOWDECK_AUTH_TOKEN, or serve on 127.0.0.1."
         )
-    _check_flows(flows or [])
-    application = create_app(settings, flow_paths=flows or [], host=host, stateless=mcp_stateless)
+    _check_flows(settings, flows)
+    application = create_app(settings, flow_paths=flows, host=host, stateless=mcp_stateless)
     typer.echo(f"flowdeck {__version__}: MCP at http://{host}:{port}/mcp", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 @app.command("mcp")
-def mcp_stdio(database_url: DatabaseOption = None, flows: FlowsOption = None) -> None:
+def mcp_stdio(
+    database_url: DatabaseOption = None,
+    flows: FlowsOption = None,
+    servers: ServersOption = None,
+    more: MoreFlows = None,
+) -> None:
     """Serve MCP over stdio (for desktop clients); nothing but protocol goes to stdout."""
-    _check_flows(flows or [])
+    settings = _with(_settings(), database_url=database_url, servers=servers)
+    flows = [*(flows or []), *(more or [])]
+    _check_flows(settings, flows)
     from flowdeck.stdio import serve_stdio
 
-    asyncio.run(serve_stdio(_serving_settings(database_url), flows or []))
+    asyncio.run(serve_stdio(settings, flows))
 
 
 @app.command()

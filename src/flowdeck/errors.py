@@ -40,8 +40,8 @@ class Problem:
         return f"{self.place}: {self.message}" if self.place else self.message
 
 
-class InvalidFlow(FlowdeckError):
-    """A flow that does not load; ``problems`` lists every one found, each with its place."""
+class InvalidFile(FlowdeckError):
+    """A file (or a body) that does not load; ``problems`` lists every one found, each with its place."""
 
     def __init__(self, source: str, problems: list[Problem], message: str | None = None) -> None:
         self.source = source
@@ -51,6 +51,10 @@ class InvalidFlow(FlowdeckError):
             message = f"{source}: {count(len(problems), 'problem')}:\n{lines}"
         super().__init__(message)
 
+
+class InvalidFlow(InvalidFile):
+    """A flow that does not load."""
+
     @classmethod
     def of_files(cls, errors: list[InvalidFlow]) -> InvalidFlow:
         """Several files with problems: the message lists each file's."""
@@ -59,6 +63,10 @@ class InvalidFlow(FlowdeckError):
             [problem for error in errors for problem in error.problems],
             "\n".join(str(error) for error in errors),
         )
+
+
+class InvalidServers(InvalidFile):
+    """A servers file that does not load."""
 
 
 class DatabaseUnavailable(FlowdeckError):

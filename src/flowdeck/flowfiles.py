@@ -8,9 +8,9 @@ compile, configs the node type rejects), so a flow that loads is a flow that run
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from jinja2 import TemplateSyntaxError
@@ -18,6 +18,8 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from flowdeck.engine import FlowDefinition, node_types
+from flowdeck.engine.definition import InnerNode
+from flowdeck.engine.prepare import INNER_KEY, MAP_TYPE
 from flowdeck.engine.templates import Template, is_template
 from flowdeck.errors import InvalidFlow, Problem
 
@@ -58,20 +60,80 @@ def load_flow_file(path: Path) -> FlowDefinition:
     return load_flow_text(text, str(path), json_syntax=path.suffix == ".json")
 
 
-def load_flow_files(paths: Iterable[Path]) -> list[FlowDefinition]:
+class Loaded(NamedTuple):
+    source: str  # the file it came from
+    definition: FlowDefinition
+
+
+def load_flow_files(paths: Iterable[Path]) -> list[Loaded]:
     """Every flow of the files and folders named, or :class:`~flowdeck.errors.InvalidFlow` listing the
     problems of every file that has some: all load, or none."""
-    definitions, errors = [], []
+    loaded, errors = [], []
     for path in flow_files(paths):
         try:
-            definitions.append(load_flow_file(path))
+            loaded.append(Loaded(str(path), load_flow_file(path)))
         except InvalidFlow as exc:
             errors.append(exc)
+    _raise(errors)
+    return loaded
+
+
+def _raise(errors: list[InvalidFlow]) -> None:
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise InvalidFlow.of_files(errors)
-    return definitions
+
+
+def check_references(
+    loaded: Iterable[Loaded], *, live_flows: Collection[str], servers: Collection[str] | None
+) -> None:
+    """Refuse flows whose ``flow`` nodes name a flow that is neither live nor among ``loaded``, or
+    whose ``mcp`` nodes name a server not in the servers file (``servers`` None: none was given),
+    each with its place. Names given by templates are known only when the flow runs."""
+    flows = {*live_flows, *(item.definition.name for item in loaded)}
+    errors = []
+    for item in loaded:
+        problems = list(_reference_problems(item.definition, flows, servers))
+        if problems:
+            errors.append(InvalidFlow(item.source, problems))
+    _raise(errors)
+
+
+def _reference_problems(
+    definition: FlowDefinition, flows: Collection[str], servers: Collection[str] | None
+) -> Iterator[Problem]:
+    for index, spec in enumerate(definition.nodes):
+        yield from _node_references(spec, f"nodes[{index}]", flows, servers)
+
+
+def _node_references(
+    spec: InnerNode, place: str, flows: Collection[str], servers: Collection[str] | None
+) -> Iterator[Problem]:
+    config = spec.config
+    named = config.get(_NAMED.get(spec.type, ""))
+    if isinstance(named, str) and not is_template(named):
+        key = _NAMED[spec.type]
+        if spec.type == "flow" and named not in flows:
+            yield Problem(f"{place}.config.{key}", f"no live flow named {named!r}, nor one in this import")
+        elif spec.type == "mcp" and servers is None:
+            yield Problem(
+                f"{place}.config.{key}", f"server {named!r}: no servers file given (--servers FILE)"
+            )
+        elif spec.type == "mcp" and named not in servers:  # type: ignore[operator]
+            known = ", ".join(sorted(servers)) or "none"  # type: ignore[arg-type]
+            yield Problem(
+                f"{place}.config.{key}", f"no server named {named!r} in the servers file (known: {known})"
+            )
+    inner = config.get(INNER_KEY)
+    if spec.type == MAP_TYPE and isinstance(inner, dict):
+        yield from _node_references(
+            InnerNode.model_validate(inner), f"{place}.config.{INNER_KEY}", flows, servers
+        )
+
+
+# the config field that names what a node reaches: a flow, an MCP server
+_NAMED = {"flow": "flow", "mcp": "server"}
 
 
 def flow_files(paths: Iterable[Path]) -> list[Path]:
@@ -135,14 +197,25 @@ def _semantic_problems(data: Any) -> Iterator[Problem]:
         config = node.get("config", {})
         if isinstance(config, dict):
             yield from _template_problems(config, f"{place}.config")
-        node_type = node.get("type")
-        if isinstance(node_type, str):
-            if node_type not in registry:
-                known = ", ".join(sorted(registry))
-                yield Problem(f"{place}.type", f"unknown node type {node_type!r} (known: {known})")
-            elif isinstance(config, dict):
-                for sub, message in registry[node_type].check_config(config):
-                    yield Problem(f"{place}.config.{sub}" if sub else f"{place}.config", message)
+        yield from _type_problems(node, place, registry)
+
+
+def _type_problems(node: dict[str, Any], place: str, registry: dict[str, Any]) -> Iterator[Problem]:
+    """A node's type is known and its config fits it; a map's node is checked the same way."""
+    node_type, config = node.get("type"), node.get("config", {})
+    if not isinstance(node_type, str):
+        return
+    if node_type not in registry:
+        known = ", ".join(sorted(registry))
+        yield Problem(f"{place}.type", f"unknown node type {node_type!r} (known: {known})")
+        return
+    if not isinstance(config, dict):
+        return
+    for sub, message in registry[node_type].check_config(config):
+        yield Problem(f"{place}.config.{sub}" if sub else f"{place}.config", message)
+    inner = config.get(INNER_KEY)
+    if node_type == MAP_TYPE and isinstance(inner, dict):
+        yield from _type_problems(inner, f"{place}.config.{INNER_KEY}", registry)
 
 
 def _template_problems(value: Any, place: str, *, whole: bool = False) -> Iterator[Problem]:

@@ -59,6 +59,41 @@ class ExecutionSummary:
     steps_total: int
     error_type: ErrorTypeChoice | None = None
     error_node_id: str | None = None
+    parent_execution_id: str | None
+    rerun_of: str | None
+
+
+# a field sent only when it applies (a step's tries, items, child, remote call)
+ONLY_IF_SET = Field(exclude_if=lambda value: value is None)
+
+
+# one try of a node that was tried more than once
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    started_at: Micros
+    ended_at: Micros | None
+    status: StepStatusChoice
+    error: str | None
+
+
+# one item of a map node
+@dataclass(slots=True, kw_only=True)
+class Item:
+    index: int
+    status: StepStatusChoice
+    started_at: Micros | None
+    ended_at: Micros | None
+    duration_ms: float | None
+    error: str | None
+    child_execution_id: str | None
+
+
+# the tool an mcp node called, and the execution the remote recorded when it is a flowdeck
+@dataclass(slots=True, kw_only=True)
+class Remote:
+    server: str
+    tool: str
+    execution_id: str | None
 
 
 # a step as far as its live event tells it: all but its output, which is read, not pushed
@@ -83,6 +118,10 @@ class Step(StepState):
         dict[str, Any] | None,
         Field(description="`{input, nodes}` after this node; with `?data_after=true` only"),
     ] = None
+    attempts: Annotated[list[Attempt] | None, ONLY_IF_SET] = None
+    child_execution_id: Annotated[str | None, ONLY_IF_SET] = None
+    items: Annotated[list[Item] | None, ONLY_IF_SET] = None
+    remote: Annotated[Remote | None, ONLY_IF_SET] = None
 
 
 # the live event of a step starting or ending
@@ -104,6 +143,12 @@ class Client:
     version: str | None
 
 
+@dataclass(slots=True, kw_only=True)
+class ParentRef:
+    execution_id: str
+    node_id: str
+
+
 # one execution, whole
 @dataclass(slots=True, kw_only=True)
 class Execution(ExecutionSummary):
@@ -119,6 +164,9 @@ class Execution(ExecutionSummary):
     steps: list[Step]
     client: Client | None
     transport: TransportChoice
+    parent: ParentRef | None
+    trace_id: str | None
+    children: list[ExecutionSummary]
 
     def data_after(self, index: int) -> dict[str, Any]:
         """``{"input", "nodes"}`` as it stood after node ``index`` (-1: before any node)."""
@@ -136,12 +184,17 @@ class ExecutionPage:
 
 
 def data_after(arguments: Any, steps: list[Step], index: int) -> dict[str, Any]:
-    """The data after node ``index``: the arguments, and the outputs of the nodes fulfilled so far.
-    Each step stores only its own output, so this is rebuilt rather than stored."""
+    """The data after node ``index``: the arguments, and the outputs of the nodes run so far (a node
+    that failed but let the flow go on has its error as its output). Each step stores only its own
+    output, so this is rebuilt rather than stored."""
     nodes = {
         step.node_id: step.output
         for step in steps
-        if step.index <= index and step.status == StepStatus.FULFILLED
+        if step.index <= index
+        and (
+            step.status == StepStatus.FULFILLED
+            or (step.status == StepStatus.ERROR and step.output is not None)
+        )
     }
     return {"input": arguments, "nodes": nodes}
 

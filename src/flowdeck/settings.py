@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,3 +26,5 @@ class Settings(BaseSettings):
     # a runner whose heartbeat is older than this is dead: its pending executions become interrupted
     # (within stale_after_s + heartbeat_s of its last heartbeat)
     stale_after_s: float = Field(default=30.0, gt=0)
+    # the MCP servers that mcp nodes call, in the mcpServers format of desktop clients
+    mcp_servers: Path | None = None

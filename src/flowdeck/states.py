@@ -44,6 +44,8 @@ class Transport(StrEnum):
     HTTP = "http"
     STDIO = "stdio"
     CLI = "cli"
+    FLOW = "flow"  # a child execution, started by a flow node
+    RERUN = "rerun"
 
 
 # an execution in one of these never changes again

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from flowdeck.api.models import Detail, Flow, FlowList, FlowProblems
-from flowdeck.flowfiles import parse_flow
+from flowdeck.flowfiles import Loaded, check_references, parse_flow
 from flowdeck.runtime import Runtime
 from flowdeck.store import flows as store
 from flowdeck.times import iso
@@ -54,6 +54,10 @@ async def _save(
     than at the next look."""
     checked = parse_flow(definition, "request body")
     runtime = _runtime(request)
+    runtime.catalog.refresh()
+    check_references(
+        [Loaded("request body", checked)], live_flows=runtime.catalog.names(), servers=runtime.server_names
+    )
     values = checked.model_dump(mode="json", exclude_none=True)
     record = await run_in_threadpool(write, runtime.db, values)
     runtime.catalog.refresh()

@@ -3,14 +3,28 @@ bottom layer (states, records, times, errors); nothing of storage, tracking, MCP
 (checked by import-linter in the tests)."""
 
 from flowdeck.engine.definition import NAME_PATTERN, FlowDefinition, NodeSpec
-from flowdeck.engine.execute import NullObserver, Observer, Observers, Run, StepRun, run_flow
+from flowdeck.engine.execute import (
+    Attempt,
+    ItemRun,
+    NullObserver,
+    Observer,
+    Observers,
+    Run,
+    StepRun,
+    run_flow,
+)
 from flowdeck.engine.nodes import NodeContext, NodeError, NodeType, node_types
+from flowdeck.engine.ports import MAX_FLOW_DEPTH, ChildFlows, Parent, Services, ToolReply, Tools
 from flowdeck.engine.prepare import FlowNotRunnable, PreparedFlow
 
 __all__ = [
+    "MAX_FLOW_DEPTH",
     "NAME_PATTERN",
+    "Attempt",
+    "ChildFlows",
     "FlowDefinition",
     "FlowNotRunnable",
+    "ItemRun",
     "NodeContext",
     "NodeError",
     "NodeSpec",
@@ -18,9 +32,13 @@ __all__ = [
     "NullObserver",
     "Observer",
     "Observers",
+    "Parent",
     "PreparedFlow",
     "Run",
+    "Services",
     "StepRun",
+    "ToolReply",
+    "Tools",
     "node_types",
     "run_flow",
 ]

@@ -7,10 +7,12 @@ observer's ``execution_started`` must succeed before any node runs; its failure 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowdeck.engine.nodes import NodeContext, NodeError
+from flowdeck.engine.nodes import NodeContext, NodeError, Notes
+from flowdeck.engine.ports import NO_SERVICES, Parent, Services
 from flowdeck.engine.prepare import PreparedFlow, PreparedNode
 from flowdeck.engine.templates import TemplateRenderError, render_value
 from flowdeck.records import ExecutionError
@@ -18,6 +20,30 @@ from flowdeck.states import ErrorType, Status, StepStatus, can_move
 from flowdeck.times import iso, now_us
 
 MAX_DEPTH = 64  # arguments nested deeper are refused: no client needs more, and recursion has limits
+PROGRESS_EVERY_S = 0.05  # a map tells how far it got at most this often (and when it is done)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of a node that may be tried again."""
+
+    started_at: int
+    ended_at: int
+    status: StepStatus
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ItemRun:
+    """One item of a ``map``: ``skipped`` until it starts."""
+
+    index: int
+    status: StepStatus = StepStatus.SKIPPED
+    started_at: int | None = None
+    ended_at: int | None = None
+    error: str | None = None
+    child_execution_id: str | None = None
+    remote: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -32,6 +58,10 @@ class StepRun:
     ended_at: int | None = None
     output: Any = None
     error: str | None = None
+    attempts: list[Attempt] | None = None  # every try, when it may be tried more than once
+    items: list[ItemRun] | None = None  # a map's items, in order
+    child_execution_id: str | None = None
+    remote: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +78,10 @@ class Run:
     output: Any = None
     error: ExecutionError | None = None
     steps: list[StepRun] = field(default_factory=list)
+    parent: Parent | None = None
+    depth: int = 1
+    services: Services = NO_SERVICES
+    deadline: float | None = None  # time.monotonic() by which it must end
 
     def end(self, status: Status, *, output: Any = None, error: ExecutionError | None = None) -> None:
         if not can_move(self.status, status):
@@ -55,13 +89,26 @@ class Run:
         self.status, self.ended_at, self.output, self.error = status, now_us(), output, error
 
 
+class NodeFailed(Exception):
+    """A node's last try failed; ``output`` is what it gives the flow if it may continue."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.output = {"error": {"type": ErrorType.NODE_ERROR, "message": message}}
+
+
 class Observer(Protocol):
     """What the runner tells. ``execution_started`` and ``execution_finished`` are awaited; the step
-    calls are not, so that an observer can record steps off the hot path."""
+    calls are not, so that an observer can record steps off the hot path. ``step_progress`` says a
+    running step moved on: a try, a map's item, a child started (``message`` for the caller, or None
+    when there is nothing to say)."""
 
     async def execution_started(self, run: Run) -> None: ...
 
     def step_started(self, run: Run, step: StepRun) -> None: ...
+
+    def step_progress(self, run: Run, step: StepRun, message: str | None) -> None: ...
 
     def step_finished(self, run: Run, step: StepRun) -> None: ...
 
@@ -75,6 +122,9 @@ class NullObserver:
         return None
 
     def step_started(self, run: Run, step: StepRun) -> None:
+        return None
+
+    def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
         return None
 
     def step_finished(self, run: Run, step: StepRun) -> None:
@@ -97,6 +147,10 @@ class Observers:
     def step_started(self, run: Run, step: StepRun) -> None:
         for observer in self._observers:
             observer.step_started(run, step)
+
+    def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
+        for observer in self._observers:
+            observer.step_progress(run, step, message)
 
     def step_finished(self, run: Run, step: StepRun) -> None:
         for observer in self._observers:
@@ -135,8 +189,14 @@ async def run_flow(
     *,
     execution_id: str,
     default_timeout_s: float = 300.0,
+    services: Services = NO_SERVICES,
+    parent: Parent | None = None,
+    depth: int = 1,
+    deadline: float | None = None,
 ) -> Run:
-    """Run ``flow`` with ``params`` and return the finished :class:`Run`.
+    """Run ``flow`` with ``params`` and return the finished :class:`Run`. A child flow's run has its
+    ``parent``, its ``depth`` among nested flows and its parent's ``deadline``: it gets no more time
+    than its parent has left.
 
     Cancellation of the calling task is recorded as ``cancelled`` and then re-raised.
     """
@@ -146,7 +206,12 @@ async def run_flow(
     else:
         arguments = _copy_json(params)
         problems = _problems(flow.validator.iter_errors(arguments))
+    timeout_s = flow.timeout_s or default_timeout_s
+    if deadline is not None:
+        timeout_s = max(0.0, min(timeout_s, deadline - time.monotonic()))
     run = Run(execution_id, flow, params, None if problems else arguments, started)
+    run.parent, run.depth, run.services = parent, depth, services
+    run.deadline = time.monotonic() + timeout_s
     try:
         await observer.execution_started(run)
     except asyncio.CancelledError:
@@ -159,7 +224,6 @@ async def run_flow(
             run, observer, ErrorType.INVALID_PARAMS, "invalid arguments: " + "; ".join(problems)
         )
 
-    timeout_s = flow.timeout_s or default_timeout_s
     context = {
         "input": arguments,
         "nodes": {},
@@ -203,19 +267,18 @@ async def _run_nodes(
                 return _node_error(step), None
             continue
         observer.step_started(run, step)
+        if node.retry.attempts > 1:
+            step.attempts = []
         try:
-            config = node.static_config or node.node_type.parse_config(render_value(node.config, context))
-            output = await node.node_type.run(config, NodeContext(run.execution_id, flow.name, node.spec_id))
-        except (NodeError, TemplateRenderError) as exc:
-            step.error = str(exc)
-        except Exception as exc:  # a node is user or plugin code: its failure is the node's error
-            step.error = f"{type(exc).__name__}: {exc}"
-        step.ended_at = now_us()
-        if step.error is not None:
-            step.status = StepStatus.ERROR
-            observer.step_finished(run, step)
-            return _node_error(step), None
-        step.status, step.output = StepStatus.FULFILLED, output
+            output = await _run_node(run, observer, node, context, step, step)
+        except NodeFailed as failed:
+            step.status, step.ended_at, step.error = StepStatus.ERROR, now_us(), failed.message
+            if not node.on_error_continue:
+                observer.step_finished(run, step)
+                return _node_error(step), None
+            output = step.output = failed.output  # the error is the node's output, and the flow goes on
+        else:
+            step.status, step.ended_at, step.output = StepStatus.FULFILLED, now_us(), output
         outputs[node.spec_id] = last_output = output
         observer.step_finished(run, step)
     if flow.output is not None:
@@ -224,6 +287,141 @@ async def _run_nodes(
         except TemplateRenderError as exc:
             return ExecutionError(type=ErrorType.NODE_ERROR, message=f"output: {exc}", node_id=None), None
     return None, last_output
+
+
+async def _run_node(
+    run: Run, observer: Observer, node: PreparedNode, context: dict[str, Any], step: StepRun, notes: Notes
+) -> Any:
+    """A node with its policy, whatever its type: up to ``retry.attempts`` tries, each bounded by its
+    own ``timeout_s``. A cancel or the execution's timeout is never retried (it is not the node's
+    error: it goes through as cancellation). Raises :class:`NodeFailed` after the last try."""
+
+    def report(message: str | None) -> None:
+        observer.step_progress(run, step, message)
+
+    node_context = NodeContext(
+        run.execution_id, run.flow.name, node.spec_id, run.services, run.depth, run.deadline, notes, report
+    )
+    retry = node.retry
+    for attempt in range(1, retry.attempts + 1):
+        started = now_us()
+        try:
+            output = await _try(run, observer, node, context, step, node_context)
+        except NodeFailed as failed:
+            if notes is step and step.attempts is not None:
+                step.attempts.append(Attempt(started, now_us(), StepStatus.ERROR, failed.message))
+            if attempt == retry.attempts:
+                raise
+            report(f"{node.spec_id} (try {attempt + 1})")
+            await asyncio.sleep(retry.wait_before(attempt + 1))
+        else:
+            if notes is step and step.attempts is not None:
+                step.attempts.append(Attempt(started, now_us(), StepStatus.FULFILLED))
+            return output
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+async def _try(
+    run: Run,
+    observer: Observer,
+    node: PreparedNode,
+    context: dict[str, Any],
+    step: StepRun,
+    node_context: NodeContext,
+) -> Any:
+    """One try, as the node's failure or its output."""
+    limit = asyncio.timeout(node.timeout_s)
+    try:
+        async with limit:
+            config = node.static_config or node.node_type.parse_config(render_value(node.config, context))
+            if node.inner is not None:
+                return await _run_map(run, observer, node, config, context, step, node_context)
+            return await node.node_type.run(config, node_context)
+    except TimeoutError as exc:
+        if limit.expired():
+            raise NodeFailed(f"timed out after {node.timeout_s:g} s") from None
+        raise NodeFailed(f"TimeoutError: {exc}") from None
+    except NodeFailed:
+        raise
+    except (NodeError, TemplateRenderError) as exc:
+        raise NodeFailed(str(exc)) from None
+    except Exception as exc:  # a node is user or plugin code: its failure is the node's error
+        raise NodeFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _run_map(
+    run: Run,
+    observer: Observer,
+    node: PreparedNode,
+    config: Any,
+    context: dict[str, Any],
+    step: StepRun,
+    node_context: NodeContext,
+) -> list[Any]:
+    """The map's node for each item, ``concurrency`` at a time; the outputs in item order. The first
+    item that fails (unless its node continues on error) fails the map: the items still running are
+    cancelled, the others never start (they stay ``skipped``)."""
+    items = config.items
+    if not isinstance(items, list):
+        raise NodeFailed(f"items must be a list, not {type(items).__name__}")
+    inner: PreparedNode = node.inner  # type: ignore[assignment]
+    total = len(items)
+    records = step.items = [ItemRun(index) for index in range(total)]
+    outputs: list[Any] = [None] * total
+    slots = asyncio.Semaphore(config.concurrency)
+    running: set[asyncio.Task[None]] = set()
+    failure: list[tuple[int, str]] = []
+    done, told = 0, time.monotonic()
+
+    async def one(index: int, item: Any) -> None:
+        nonlocal done, told
+        record = records[index]
+        record.status, record.started_at = StepStatus.PENDING, now_us()
+        try:
+            outputs[index] = await _run_node(
+                run, observer, inner, {**context, "item": item, "index": index}, step, record
+            )
+            record.status = StepStatus.FULFILLED
+        except NodeFailed as failed:
+            record.status, record.error = StepStatus.ERROR, failed.message
+            if inner.on_error_continue:
+                outputs[index] = failed.output
+            elif not failure:
+                failure.append((index, failed.message))
+                for task in running:
+                    if task is not asyncio.current_task():
+                        task.cancel()
+        except asyncio.CancelledError:
+            record.status, record.error = StepStatus.ERROR, "cancelled"
+            raise
+        finally:
+            record.ended_at = now_us()
+            slots.release()
+            done += 1
+            if done == total or time.monotonic() - told >= PROGRESS_EVERY_S:
+                told = time.monotonic()
+                node_context.progress(f"{node.spec_id} [{done}/{total}]")
+
+    try:
+        for index, item in enumerate(items):
+            await slots.acquire()
+            if failure:
+                slots.release()
+                break
+            task = asyncio.get_running_loop().create_task(one(index, item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        while running:
+            await asyncio.wait(set(running))
+    except asyncio.CancelledError:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+    if failure:
+        index, message = failure[0]
+        raise NodeFailed(f"item {index}: {message}")
+    return outputs
 
 
 def _node_error(step: StepRun) -> ExecutionError:

@@ -8,8 +8,9 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 from jsonschema import Draft202012Validator, validators
+from pydantic import ValidationError
 
-from flowdeck.engine.definition import FlowDefinition
+from flowdeck.engine.definition import ONE_TRY, FlowDefinition, InnerNode, RetryPolicy
 from flowdeck.engine.nodes import NodeError, NodeType, node_types
 from flowdeck.engine.templates import Template, compile_value, has_templates
 from flowdeck.errors import InvalidFlow, Problem
@@ -37,6 +38,10 @@ def _defaults_filling(validator_class: type) -> type:
 _InputValidator = _defaults_filling(Draft202012Validator)
 
 
+# a node type that runs another node for each item of a list: its config holds that node
+MAP_TYPE, INNER_KEY = "map", "node"
+
+
 @dataclass(slots=True)
 class PreparedNode:
     spec_id: str
@@ -45,6 +50,36 @@ class PreparedNode:
     config: Any  # compiled config (templates inside)
     static_config: Any  # the validated config model when the config holds no template, else None
     when: Template | None
+    timeout_s: float | None = None
+    retry: RetryPolicy = ONE_TRY
+    on_error_continue: bool = False
+    inner: PreparedNode | None = None  # a map's node, run for each item
+
+    @classmethod
+    def of(cls, node_id: str, spec: InnerNode, when: str | None = None) -> PreparedNode:
+        """Resolve the type and compile the templates; a map's inner node is prepared too (its
+        templates see ``item`` and ``index``, so they are not rendered with the map's own)."""
+        registry = node_types()
+        if spec.type not in registry:
+            raise NodeError(f"unknown node type {spec.type!r}")
+        node_type = registry[spec.type]
+        raw, inner = dict(spec.config), None
+        if spec.type == MAP_TYPE:
+            inner = cls.of(node_id, InnerNode.model_validate(raw.pop(INNER_KEY, None)))
+        config = compile_value(raw)
+        static = None if has_templates(config) else node_type.parse_config(config)
+        return cls(
+            spec_id=node_id,
+            type_name=spec.type,
+            node_type=node_type,
+            config=config,
+            static_config=static,
+            when=Template(when) if when is not None else None,
+            timeout_s=spec.timeout_s,
+            retry=spec.retry or ONE_TRY,
+            on_error_continue=spec.on_error == "continue",
+            inner=inner,
+        )
 
 
 class PreparedFlow:
@@ -56,21 +91,14 @@ class PreparedFlow:
         self.revision = revision
         self.name = definition.name
         self.timeout_s = definition.timeout_s
-        registry = node_types()
         self.nodes: list[PreparedNode] = []
         place = ""
         try:
             for index, spec in enumerate(definition.nodes):
                 place = f"nodes[{index}]"
-                if spec.type not in registry:
-                    raise NodeError(f"unknown node type {spec.type!r}")
-                node_type = registry[spec.type]
-                config = compile_value(spec.config)
-                static = None if has_templates(config) else node_type.parse_config(config)
-                when = Template(spec.when) if spec.when is not None else None
-                self.nodes.append(PreparedNode(spec.id, spec.type, node_type, config, static, when))
+                self.nodes.append(PreparedNode.of(spec.id, spec, spec.when))
             place = "output"
             self.output = Template(definition.output) if definition.output is not None else None
-        except (TemplateSyntaxError, NodeError) as exc:
+        except (TemplateSyntaxError, NodeError, ValidationError) as exc:
             raise FlowNotRunnable(f"flow {definition.name!r}", [Problem(place, str(exc))]) from None
         self.validator = _InputValidator(definition.input_schema)

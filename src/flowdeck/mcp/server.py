@@ -195,7 +195,7 @@ def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) ->
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        flow = _read_flows(lambda: catalog.get(params.name))
+        flow = _read_flows(lambda: catalog.find(params.name))
         if flow is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name!r}")
         client = ctx.session.client_params.client_info if ctx.session.client_params else None

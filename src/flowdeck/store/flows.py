@@ -10,12 +10,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flowdeck.errors import FlowNotFound, NameTaken
 from flowdeck.ids import new_id
-from flowdeck.store.tables import executions, flows
+from flowdeck.store.tables import executions, flow_revisions, flows
 from flowdeck.times import now_us
 
 
@@ -70,6 +70,7 @@ def create_flow(db: Engine, definition: dict[str, Any]) -> FlowRecord:
     try:
         with db.begin() as connection:
             connection.execute(insert(flows).values(**values))
+            _keep_revision(connection, values["id"])
     except IntegrityError:
         raise NameTaken(f"a flow named {definition['name']!r} already exists") from None
     return get_flow(db, values["id"])
@@ -93,9 +94,33 @@ def update_flow(db: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRec
             )
             if result.rowcount == 0:
                 raise FlowNotFound(f"no live flow with id {flow_id!r}")
+            _keep_revision(connection, flow_id)
     except IntegrityError:
         raise NameTaken(f"a flow named {definition['name']!r} already exists") from None
     return get_flow(db, flow_id)
+
+
+def _keep_revision(connection: Connection, flow_id: str) -> None:
+    """Keep the flow's new revision, so that its executions' nodes are known whatever comes next."""
+    connection.execute(
+        insert(flow_revisions).from_select(
+            ["flow_id", "revision", "definition", "created_at"],
+            select(flows.c.id, flows.c.revision, flows.c.definition, flows.c.updated_at).where(
+                flows.c.id == flow_id
+            ),
+        )
+    )
+
+
+def definition_at(db: Engine, flow_id: str, revision: int) -> dict[str, Any] | None:
+    """A flow's definition as it was at ``revision``."""
+    with db.connect() as connection:
+        text = connection.execute(
+            select(flow_revisions.c.definition).where(
+                flow_revisions.c.flow_id == flow_id, flow_revisions.c.revision == revision
+            )
+        ).scalar()
+    return None if text is None else json.loads(text)
 
 
 def import_flow(

@@ -12,11 +12,15 @@ from sqlalchemy import Engine, func, select
 
 from flowdeck.errors import ExecutionNotFound
 from flowdeck.records import (
+    Attempt,
     Client,
     Execution,
     ExecutionError,
     ExecutionPage,
     ExecutionSummary,
+    Item,
+    ParentRef,
+    Remote,
     Step,
     StepChange,
 )
@@ -44,6 +48,8 @@ _SUMMARY_COLUMNS = (
     executions.c.steps_total,
     executions.c.error_type,
     executions.c.error_node_id,
+    executions.c.parent_execution_id,
+    executions.c.rerun_of,
 )
 _STEP_STATE_COLUMNS = (
     steps.c.execution_id,
@@ -72,6 +78,8 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "steps_total": row.steps_total,
         "error_type": None if row.error_type is None else ErrorType(row.error_type),
         "error_node_id": row.error_node_id,
+        "parent_execution_id": row.parent_execution_id,
+        "rerun_of": row.rerun_of,
     }
 
 
@@ -87,6 +95,40 @@ def _step_fields(row: Any) -> dict[str, Any]:
         "output_truncated": bool(row.output_truncated),
         "error": row.error,
     }
+
+
+_STEP_MORE_COLUMNS = (
+    steps.c.output,
+    steps.c.attempts,
+    steps.c["items"],
+    steps.c.child_execution_id,
+    steps.c.remote,
+)
+
+
+def _step(row: Any) -> Step:
+    """A step whole: its state, output, and what applies of its tries, items, child and remote call."""
+    attempts, items, remote = (decode_value(row.attempts), decode_value(row.items), decode_value(row.remote))
+    return Step(
+        **_step_fields(row),
+        output=decode_value(row.output),
+        attempts=None if attempts is None else [_attempt(attempt) for attempt in attempts],
+        child_execution_id=row.child_execution_id,
+        items=None if items is None else [_item(item) for item in items],
+        remote=None if remote is None else Remote(**remote),
+    )
+
+
+def _attempt(stored: dict[str, Any]) -> Attempt:
+    return Attempt(**{**stored, "status": StepStatus(stored["status"])})
+
+
+def _item(stored: dict[str, Any]) -> Item:
+    started, ended = stored["started_at"], stored["ended_at"]
+    return Item(
+        **{**stored, "status": StepStatus(stored["status"])},
+        duration_ms=None if started is None else duration_ms(started, ended),
+    )
 
 
 def count_executions(connection: Any, *, flow_id: str | None = None, status: Status | None = None) -> int:
@@ -153,17 +195,27 @@ def get_execution(db: Engine, execution_id: str) -> Execution:
                 executions.c.client_name,
                 executions.c.client_version,
                 executions.c.transport,
+                executions.c.parent_node_id,
+                executions.c.trace_id,
             ).where(executions.c.id == execution_id)
         ).first()
         if row is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
         step_rows = connection.execute(
-            select(*_STEP_STATE_COLUMNS, steps.c.output)
+            select(*_STEP_STATE_COLUMNS, *_STEP_MORE_COLUMNS)
             .where(steps.c.execution_id == execution_id)
             .order_by(steps.c.idx)
         ).all()
+        children = [
+            ExecutionSummary(**_summary_fields(child))
+            for child in connection.execute(
+                select(*_SUMMARY_COLUMNS)
+                .where(executions.c.parent_execution_id == execution_id)
+                .order_by(executions.c.id)
+            )
+        ]
     fields = _summary_fields(row)
-    step_records = [Step(**_step_fields(s), output=decode_value(s.output)) for s in step_rows]
+    step_records = [_step(s) for s in step_rows]
     initial_params = decode_value(row.initial_params)
     arguments = initial_params if row.input is None else decode_value(row.input)
     if row.output is not None:
@@ -191,7 +243,18 @@ def get_execution(db: Engine, execution_id: str) -> Execution:
         steps=step_records,
         client=client,
         transport=Transport(row.transport),
+        parent=None
+        if row.parent_execution_id is None
+        else ParentRef(execution_id=row.parent_execution_id, node_id=row.parent_node_id),
+        trace_id=row.trace_id,
+        children=children,
     )
+
+
+def _parent(row: Any) -> ParentRef | None:
+    if row.parent_execution_id is None:
+        return None
+    return ParentRef(execution_id=row.parent_execution_id, node_id=row.parent_node_id)
 
 
 @dataclass(slots=True)

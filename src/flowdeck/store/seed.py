@@ -152,8 +152,9 @@ def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) 
         rows = _rows(flow, count, rng)
         while done < count:
             chunk = [next(rows) for _ in range(min(CHUNK, count - done))]
-            cursor.executemany(insert_execution, [tuple(e[c] for c in _ROW_COLUMNS) for e, _ in chunk])
-            step_rows = [tuple(s[c] for c in STEP_FIELDS) for _, steps in chunk for s in steps]
+            # what a seeded row leaves out (a parent, a step's tries...) is NULL
+            cursor.executemany(insert_execution, [tuple(e.get(c) for c in _ROW_COLUMNS) for e, _ in chunk])
+            step_rows = [tuple(s.get(c) for c in STEP_FIELDS) for _, steps in chunk for s in steps]
             if postgres:
                 with cursor.copy(f"COPY execution_steps ({', '.join(_STEP_COLUMNS)}) FROM STDIN") as copy:
                     for row in step_rows:

@@ -78,11 +78,24 @@ executions = Table(
     Column("client_version", Text),
     Column("transport", String(16), nullable=False),
     Column("runner_id", ID, nullable=False),
+    # a child execution's parent: the execution, and its node that started it
+    Column("parent_execution_id", ID),
+    Column("parent_node_id", String(64)),
+    Column("rerun_of", ID),
+    Column("trace_id", String(32)),
     # page N of one flow, newest first (ids sort by time), with and without a status filter
     Index("ix_executions_flow_id_id", "flow_id", "id"),
     Index("ix_executions_flow_id_status_id", "flow_id", "status", "id"),
     Index("ix_executions_status_id", "status", "id"),
     # recovery looks only at pending executions: this index holds nothing else
+    # an execution's children, in start order; most executions have none
+    Index(
+        "ix_executions_children",
+        "parent_execution_id",
+        "id",
+        sqlite_where=text("parent_execution_id IS NOT NULL"),
+        postgresql_where=text("parent_execution_id IS NOT NULL"),
+    ),
     Index(
         "ix_executions_pending_runner",
         "runner_id",
@@ -104,6 +117,10 @@ steps = Table(
     Column("output", Text),
     Column("output_truncated", Boolean, nullable=False, server_default=text("false")),
     Column("error", Text),
+    Column("attempts", Text),  # JSON: every try, when there was more than one
+    Column("items", Text),  # JSON: a map's items, in order
+    Column("child_execution_id", ID),  # a flow node's child execution
+    Column("remote", Text),  # JSON: an mcp node's server, tool and the remote's execution id
     sqlite_with_rowid=False,
 )
 
@@ -126,6 +143,16 @@ execution_days = Table(
     Column("day", Integer, primary_key=True),
     Column("status", String(16), primary_key=True),
     Column("n", BigInteger, nullable=False),
+)
+
+# Every revision of every flow, so that an execution's nodes are known by the revision it ran.
+flow_revisions = Table(
+    "flow_revisions",
+    metadata,
+    Column("flow_id", ID, primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("definition", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 runners = Table(

@@ -39,6 +39,10 @@ class ExecutionRow(TypedDict):
     client_version: str | None
     transport: Transport
     runner_id: str
+    parent_execution_id: str | None
+    parent_node_id: str | None
+    rerun_of: str | None
+    trace_id: str | None
 
 
 class StepRow(TypedDict):
@@ -54,6 +58,10 @@ class StepRow(TypedDict):
     output: str | None  # JSON text
     output_truncated: bool
     error: str | None
+    attempts: str | None  # JSON texts, when they apply
+    items: str | None
+    child_execution_id: str | None
+    remote: str | None
 
 
 class FinishRow(TypedDict):
@@ -72,7 +80,9 @@ class FinishRow(TypedDict):
 EXECUTION_FIELDS = tuple(ExecutionRow.__annotations__)
 STEP_FIELDS = tuple(StepRow.__annotations__)
 FINISH_FIELDS = tuple(FinishRow.__annotations__)[1:]  # what an end sets, by execution_id
-_STEP_UPDATES = ("status", "ended_at", "output", "output_truncated", "error")
+# what a step's later state changes: all but what names it and when it started
+_STEP_KEPT = ("execution_id", "index", "node_id", "node_type", "started_at")
+_STEP_UPDATES = tuple(name for name in STEP_FIELDS if name not in _STEP_KEPT)
 
 
 def step_column(name: str) -> str:

@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import time
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
-from flowdeck.engine import PreparedFlow, Run, StepRun
+from flowdeck.engine import ItemRun, PreparedFlow, Run, StepRun
 from flowdeck.errors import RecordingFailed
 from flowdeck.events import Event
 from flowdeck.records import ExecutionSummary, StepChange
@@ -33,6 +37,11 @@ class CallInfo:
     client_version: str | None = None
 
 
+# a running step's tries, items and children are written at most this often (and when it ends)
+PROGRESS_WRITE_S = 0.25
+# what a step's live event takes from its row (its duration is computed)
+STEP_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(StepChange) if f.name != "duration_ms")
+
 _SECRETS: weakref.WeakKeyDictionary[PreparedFlow, bool] = weakref.WeakKeyDictionary()
 
 
@@ -47,7 +56,7 @@ def _has_secrets(flow: PreparedFlow) -> bool:
 class Recorder:
     """Records one execution; made per call by the :class:`~flowdeck.tracking.Tracker`."""
 
-    __slots__ = ("_call", "_max_bytes", "_preview", "_runner_id", "_steps_done", "_writer")
+    __slots__ = ("_call", "_max_bytes", "_preview", "_progress_at", "_runner_id", "_steps_done", "_writer")
 
     def __init__(self, writer: Writer, runner_id: str, call: CallInfo, max_value_bytes: int) -> None:
         self._writer = writer
@@ -56,6 +65,7 @@ class Recorder:
         self._max_bytes = max_value_bytes
         self._preview = ""
         self._steps_done = 0
+        self._progress_at = 0.0
 
     async def execution_started(self, run: Run) -> None:
         initial, given = run.initial_params, run.input
@@ -84,6 +94,10 @@ class Recorder:
             client_version=self._call.client_version,
             transport=self._call.transport,
             runner_id=self._runner_id,
+            parent_execution_id=run.parent.execution_id if run.parent else None,
+            parent_node_id=run.parent.node_id if run.parent else None,
+            rerun_of=None,
+            trace_id=None,
         )
         try:
             await self._writer.start_execution(row, *self._summary_event(run))
@@ -95,6 +109,15 @@ class Recorder:
             ) from exc
 
     def step_started(self, run: Run, step: StepRun) -> None:
+        row = self._step_row(run, step)
+        self._writer.write_step(row, *self._step_event(run, row))
+
+    def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
+        """A running step's tries, items or child, written now and then while it runs."""
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_WRITE_S:
+            return
+        self._progress_at = now
         row = self._step_row(run, step)
         self._writer.write_step(row, *self._step_event(run, row))
 
@@ -131,7 +154,7 @@ class Recorder:
 
     def _step_row(self, run: Run, step: StepRun) -> StepRow:
         output, cut = None, False
-        if step.status == StepStatus.FULFILLED:
+        if step.output is not None or step.status == StepStatus.FULFILLED:
             output, cut = encode_value(step.output, self._max_bytes)
         return StepRow(
             execution_id=run.execution_id,
@@ -144,6 +167,10 @@ class Recorder:
             output=output,
             output_truncated=cut,
             error=step.error,
+            attempts=_json(step.attempts) if step.attempts and len(step.attempts) > 1 else None,
+            items=None if step.items is None else _json([_item(item) for item in step.items]),
+            child_execution_id=step.child_execution_id,
+            remote=None if step.remote is None else _json(step.remote),
         )
 
     # Events are built only when somebody may watch: they cost a few microseconds each.
@@ -165,6 +192,8 @@ class Recorder:
             steps_total=len(run.flow.nodes),
             error_type=error.type if error else None,
             error_node_id=error.node_id if error else None,
+            parent_execution_id=run.parent.execution_id if run.parent else None,
+            rerun_of=None,
         )
         return [Event.of(summary)]
 
@@ -172,9 +201,29 @@ class Recorder:
         """The step as its row says it, but its output (read, not pushed)."""
         if not self._writer.events_wanted():
             return []
-        state = {name: value for name, value in row.items() if name != "output"}
+        state = {name: row[name] for name in STEP_STATE_FIELDS}  # type: ignore[literal-required]
         change = StepChange(**state, duration_ms=duration_ms(row["started_at"], row["ended_at"]))
         return [Event.of_step(run.flow.flow_id, change)]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_fields)
+
+
+def _fields(value: Any) -> Any:
+    """A try or a remote call as stored: its fields."""
+    return {name: getattr(value, name) for name in value.__slots__}
+
+
+def _item(item: ItemRun) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "status": item.status,
+        "started_at": item.started_at,
+        "ended_at": item.ended_at,
+        "error": item.error,
+        "child_execution_id": item.child_execution_id,
+    }
 
 
 def _reason(exc: Exception) -> str:

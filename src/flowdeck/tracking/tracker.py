@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from flowdeck.engine import FlowDefinition, Observer, Observers, PreparedFlow, Run, run_flow
+from flowdeck.engine import FlowDefinition, Observer, Observers, Parent, PreparedFlow, Run, Services, run_flow
+from flowdeck.engine.ports import NO_SERVICES
 from flowdeck.events import EventHub
 from flowdeck.ids import new_id
 from flowdeck.settings import Settings
@@ -38,6 +39,8 @@ class Tracker:
         self._heartbeat: threading.Thread | None = None
         self._prepared: dict[tuple[str, int], PreparedFlow] = {}
         self.recovered = 0
+        # what the flows it runs may use: child flows and MCP tools (the runtime gives them)
+        self.services: Services = NO_SERVICES
 
     async def start(self) -> Tracker:
         """Register this process, recover dead runners' executions, start writing and heartbeating.
@@ -86,18 +89,31 @@ class Tracker:
         return Recorder(self._writer, self.runner_id, call, self.settings.max_value_bytes)
 
     async def run(
-        self, flow: PreparedFlow, params: Any, call: CallInfo, *, watcher: Observer | None = None
+        self,
+        flow: PreparedFlow,
+        params: Any,
+        call: CallInfo,
+        *,
+        watcher: Observer | None = None,
+        execution_id: str | None = None,
+        parent: Parent | None = None,
+        depth: int = 1,
+        deadline: float | None = None,
     ) -> Run:
         """Run a flow, recorded; ``watcher`` is told the same as the recorder, after it (progress
-        reporting). Raises :class:`~flowdeck.errors.RecordingFailed` when the execution can't be
-        recorded."""
+        reporting); a child flow's run has its ``parent``, ``depth`` and its parent's ``deadline``.
+        Raises :class:`~flowdeck.errors.RecordingFailed` when the execution can't be recorded."""
         recorder = self.recorder(call)
         return await run_flow(
             flow,
             params,
             recorder if watcher is None else Observers(recorder, watcher),
-            execution_id=new_id(),
+            execution_id=execution_id or new_id(),
             default_timeout_s=self.settings.execution_timeout_s,
+            services=self.services,
+            parent=parent,
+            depth=depth,
+            deadline=deadline,
         )
 
     def _beat(self) -> None:

@@ -7,12 +7,14 @@ registered there too, so a plugin package adds a type exactly as flowdeck adds i
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from flowdeck.engine.ports import NO_SERVICES, Services
 from flowdeck.engine.templates import Template, is_template
 
 ENTRY_POINT_GROUP = "flowdeck.nodes"
@@ -22,13 +24,47 @@ class NodeError(Exception):
     """A node failed; the message is shown to the caller as the reason."""
 
 
+class Notes(Protocol):
+    """What a node run is recorded on (its step, or a map's item): what it started elsewhere."""
+
+    child_execution_id: str | None
+    remote: dict[str, Any] | None
+
+
 @dataclass(frozen=True, slots=True)
 class NodeContext:
-    """What a running node may know about where it runs."""
+    """What a running node may know about where it runs, and the ways it may reach out: the run's
+    services (child flows, MCP tools), how deep it is among nested flows, when the execution must
+    end (a ``time.monotonic()`` instant), and where to note what it starts and how far it got."""
 
     execution_id: str
     flow_name: str
     node_id: str
+    services: Services = NO_SERVICES
+    depth: int = 1
+    deadline: float | None = None
+    notes: Notes | None = None
+    report: Callable[[str | None], None] | None = None  # None: nothing to say, but the notes changed
+
+    def note_child(self, execution_id: str) -> None:
+        """The child execution this node started (recorded with the node, and linked)."""
+        if self.notes is not None:
+            self.notes.child_execution_id = execution_id
+            self._report(None)
+
+    def note_remote(self, server: str, tool: str, execution_id: str | None = None) -> None:
+        """The tool this node called, and the execution the remote flowdeck recorded, when it did."""
+        if self.notes is not None:
+            self.notes.remote = {"server": server, "tool": tool, "execution_id": execution_id}
+            self._report(None)
+
+    def progress(self, message: str) -> None:
+        """Tell the caller how far the node got (``"<node id> [k/n]"``)."""
+        self._report(message)
+
+    def _report(self, message: str | None) -> None:
+        if self.report is not None:
+            self.report(message)
 
 
 class NodeType:
@@ -58,8 +94,12 @@ class NodeType:
 
     def parse_config(self, rendered: dict[str, Any]) -> Any:
         """The rendered config as the node's model; a bad value is the node's error."""
+        return self._validate(self.Config, rendered)
+
+    @staticmethod
+    def _validate(model: type[BaseModel], rendered: dict[str, Any]) -> Any:
         try:
-            return self.Config.model_validate(rendered)
+            return model.model_validate(rendered)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"

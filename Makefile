@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev chromium run test reliability bench lint audit screenshots clean
+.PHONY: install dev chromium everything run test reliability bench lint audit screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,8 @@ install: $(BIN)/flowdeck
 dev: $(VENV)/.dev
 
 run: install
-	$(BIN)/flowdeck serve --host $(HOST) --port $(PORT) --flows examples/flows
+	$(BIN)/flowdeck serve --host $(HOST) --port $(PORT) --flows examples/flows examples/composed \
+		--servers examples/servers.json
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
 chromium:
@@ -31,14 +32,22 @@ chromium:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi; }
 
-test: dev chromium
+# The reference MCP server the tests call (mcp nodes), from npm into a cache folder, once.
+EVERYTHING_VERSION := 2026.8.31
+EVERYTHING := .cache/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+$(EVERYTHING):
+	npm install --silent --no-audit --no-fund --prefix .cache/npm @modelcontextprotocol/server-everything@$(EVERYTHING_VERSION)
+
+everything: $(EVERYTHING)
+
+test: dev chromium everything
 	$(BIN)/python -m pytest --ignore=tests/reliability
 
 # the crash rounds and the 10,000-call load tests (CI runs them after `make test`), with their figures
 reliability: dev
 	$(BIN)/python -m pytest tests/reliability -s -q
 
-bench: dev
+bench: dev everything
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 screenshots: dev chromium
@@ -55,4 +64,4 @@ lint: dev
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache .cache

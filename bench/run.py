@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.support.postgres import Cluster
 
+from bench.composition import composition_rows
 from bench.mcp_load import mcp_rows
 from bench.overhead import overhead_rows
 from bench.scale import scale_rows
@@ -31,6 +32,7 @@ def main() -> None:
             rows += overhead_rows(f"sqlite:///{folder}/bench.db", "sqlite", quick=args.quick)
             rows += overhead_rows(cluster.create_database("bench"), "postgres", quick=args.quick)
             rows += mcp_rows(quick=args.quick)
+            rows += composition_rows(quick=args.quick)
             rows += scale_rows(Path(folder), cluster.create_database("scale"), quick=args.quick)
     finally:
         cluster.remove()

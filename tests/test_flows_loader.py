@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flowdeck.errors import InvalidFlow
-from flowdeck.flowfiles import flow_files, load_flow_file, load_flow_text
+from flowdeck.flowfiles import check_references, flow_files, load_flow_file, load_flow_files, load_flow_text
+from flowdeck.remote import load_servers
 
 GOOD = """
 name: get_weather
@@ -188,9 +189,18 @@ def test_folders_give_their_flow_files_in_name_order(tmp_path: Path) -> None:
         flow_files([tmp_path / "missing.yaml"])
 
 
-def test_every_example_flow_loads() -> None:
-    examples = Path(__file__).parent.parent / "examples" / "flows"
-    files = flow_files([examples])
-    assert len(files) >= 4
+def test_every_example_flow_loads_and_names_what_exists() -> None:
+    examples = Path(__file__).parent.parent / "examples"
+    files = flow_files([examples / "flows", examples / "composed"])
+    assert len(files) >= 8
     for path in files:
         load_flow_file(path)
+    servers = load_servers(examples / "servers.json", {})
+    assert set(servers) == {"everything", "helper"}
+    loaded = load_flow_files([examples / "flows", examples / "composed"])
+    check_references(loaded, live_flows=[], servers=list(servers))
+    nodes = [node for item in loaded for node in item.definition.nodes]
+    types = {node.type for node in nodes} | {
+        node.config["node"]["type"] for node in nodes if node.type == "map"
+    }
+    assert {"mcp", "flow", "map"} <= types

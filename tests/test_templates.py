@@ -78,6 +78,12 @@ def test_sandbox_escapes_fail(source: str) -> None:
     assert CONTEXT["input"]["n"] == 3
 
 
+def test_a_key_wins_over_a_method_of_the_same_name() -> None:
+    context = {"nodes": {"get": {"body": 1}, "items": [2]}}
+    assert Template("{{ nodes.get.body + nodes.items[0] }}").render(context) == 3
+    assert Template("{{ nodes.keys() | list }}").render(context) == ["get", "items"]
+
+
 def test_a_result_that_is_not_json_data_is_refused() -> None:
     with pytest.raises(TemplateRenderError, match="not JSON data"):
         Template("{{ cycler }}").render(CONTEXT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from flowdeck import __version__
 from flowdeck.engine import Run
 from flowdeck.errors import FlowdeckError, InvalidFlow
 from flowdeck.flowfiles import check_references, load_flow_files
-from flowdeck.records import dump_json
+from flowdeck.records import Step, dump_json
 from flowdeck.settings import Settings
 from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store import database
@@ -275,6 +276,12 @@ def executions_show(
     typer.echo(f"  flow       {record.flow_name} (revision {record.flow_revision}, id {record.flow_id})")
     typer.echo(f"  started    {iso(record.started_at)}   ended {iso(record.ended_at) or '-'}   {duration}")
     typer.echo(f"  transport  {record.transport}   client {client or '-'}")
+    if record.parent:
+        typer.echo(f"  parent     {record.parent.execution_id} (its node '{record.parent.node_id}')")
+    if record.children:
+        typer.echo(
+            f"  children   {len(record.children)}: {_counted(child.status for child in record.children)}"
+        )
     typer.echo(
         f"  params     {_compact(record.initial_params)}{'  (cut)' if record.params_truncated else ''}"
     )
@@ -285,10 +292,12 @@ def executions_show(
     for step in record.steps:
         step_ms = "" if step.duration_ms is None else f" {step.duration_ms:.1f} ms"
         typer.echo(f"  [{step.index}] {step.node_id} ({step.node_type}) {step.status}{step_ms}")
-        if step.status == StepStatus.FULFILLED:
+        if step.status == StepStatus.FULFILLED or step.output is not None:
             typer.echo(f"      output {_compact(step.output)}{'  (cut)' if step.output_truncated else ''}")
         if step.error:
             typer.echo(f"      error  {step.error}")
+        for line in _step_links(step):
+            typer.echo(f"      {line}")
     typer.echo(f"data  {_compact(record.data)}")
     if record.status == Status.FULFILLED:
         typer.echo(f"output {_compact(record.output)}")
@@ -306,6 +315,31 @@ def executions_seed(
     started = time.perf_counter()
     seed_executions(db, record, count)
     typer.echo(f"seeded {count} executions of {record.name} in {time.perf_counter() - started:.1f} s")
+
+
+def _step_links(step: Step) -> list[str]:
+    """What a step reached: its tries, items, child execution, remote call."""
+    lines = []
+    if step.attempts:
+        lines.append(f"tries  {len(step.attempts)}: {', '.join(attempt.status for attempt in step.attempts)}")
+    if step.items is not None:
+        failed = next((item for item in step.items if item.status == StepStatus.ERROR), None)
+        first = f" (item {failed.index}: {failed.error})" if failed else ""
+        lines.append(f"items  {len(step.items)}: {_counted(item.status for item in step.items)}{first}")
+    if step.child_execution_id:
+        lines.append(f"child  {step.child_execution_id}")
+    if step.remote:
+        remote = step.remote
+        said = f" -> execution {remote.execution_id}" if remote.execution_id else ""
+        lines.append(f"remote {remote.server}/{remote.tool}{said}")
+    return lines
+
+
+def _counted(statuses: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def _compact(value: Any) -> str:

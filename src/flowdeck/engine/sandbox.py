@@ -209,6 +209,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
         args = _check_method(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``nodes.get``, ``item.items``: in JSON data a key wins over the method of the same name
+        (Jinja2 prefers the method), so that a node or a field may be called anything."""
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def join_checked(self, parts: tuple[Any, ...]) -> str:
         """The ``~`` operator."""
         texts = [str(part) for part in parts]

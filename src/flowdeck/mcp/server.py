@@ -80,12 +80,15 @@ class _FlowServer(Server[Any]):
 
 
 class _Progress:
-    """One ``notifications/progress`` per finished node, in order, and a keep-alive while one runs."""
+    """One ``notifications/progress`` per finished node, in order; within a node, what it says of
+    itself (``each [k/n]``, ``call (try 2)``) and a keep-alive while it runs long. Progress only
+    grows: what comes within a node adds a little less each time, never a whole node."""
 
     def __init__(self, session: ServerSession, total: int) -> None:
         self._session = session
         self._total = total
-        self._queue: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue()
+        # (nodes done, message), or (None, message) for a step within the running node
+        self._queue: asyncio.Queue[tuple[float | None, str] | None] = asyncio.Queue()
         self._done = 0.0
         self._running = ""
         self._task = asyncio.get_running_loop().create_task(self._send())
@@ -95,6 +98,10 @@ class _Progress:
 
     def step_started(self, run: Run, step: StepRun) -> None:
         self._running = step.node_id
+
+    def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
+        if message is not None and step is run.steps[-1]:
+            self._queue.put_nowait((None, message))
 
     def step_finished(self, run: Run, step: StepRun) -> None:
         self._running = ""
@@ -113,21 +120,22 @@ class _Progress:
         self._task.cancel()
 
     async def _send(self) -> None:
-        waited = 0
+        within = 0  # what was said within the running node
         while True:
             try:
                 item = await asyncio.wait_for(self._queue.get(), KEEPALIVE_S)
             except TimeoutError:
-                # progress must grow: a keep-alive adds a little less each time, never a whole node
-                waited += 1
-                message = f"{self._running} running" if self._running else "running"
-                await self._notify(self._done + 1 - 0.5**waited, message)
-                continue
+                item = (None, f"{self._running} running" if self._running else "running")
             if item is None:
                 return
-            waited = 0
-            self._done = item[0]
-            await self._notify(*item)
+            done, message = item
+            if done is None:
+                within += 1
+                await self._notify(self._done + 1 - 0.5**within, message)
+                continue
+            within = 0
+            self._done = done
+            await self._notify(done, message)
 
     async def _notify(self, progress: float, message: str) -> None:
         try:

@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from flowdeck import __version__
 from flowdeck.engine import NodeError, ToolReply
 from flowdeck.engine.ports import ProgressFn
-from flowdeck.remote.servers import ServerSpec, StdioServer
+from flowdeck.remote.servers import HttpServer, ServerSpec, StdioServer
 
 log = logging.getLogger("flowdeck.remote")
 
@@ -151,6 +151,11 @@ class RemoteTools:
     @property
     def names(self) -> list[str]:
         return sorted(self._servers)
+
+    def url_of(self, server: str) -> str | None:
+        """Where a server is reached over HTTP; None for a stdio one (or an unknown one)."""
+        spec = self._servers.get(server)
+        return spec.url if isinstance(spec, HttpServer) else None
 
     async def call(
         self, server: str, tool: str, arguments: dict[str, Any], *, on_progress: ProgressFn

@@ -257,6 +257,12 @@ def _parent(row: Any) -> ParentRef | None:
     return ParentRef(execution_id=row.parent_execution_id, node_id=row.parent_node_id)
 
 
+def execution_exists(db: Engine, execution_id: str) -> bool:
+    with db.connect() as connection:
+        found = connection.execute(select(executions.c.id).where(executions.c.id == execution_id)).first()
+    return found is not None
+
+
 @dataclass(slots=True)
 class OthersChanges:
     """What :func:`changes_by_others` found."""

@@ -6,20 +6,22 @@ from __future__ import annotations
 import re
 import shlex
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine
 
 from flowdeck.errors import ExecutionNotFound
-from flowdeck.records import Execution
+from flowdeck.records import Execution, Remote
 from flowdeck.states import Status
-from flowdeck.store.flows import FlowRecord, get_flow, list_flows
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.flows import FlowRecord, definition_at, get_flow, list_flows
+from flowdeck.store.reads import execution_exists, get_execution, list_executions
 from flowdeck.store.stats import flow_stats
 from flowdeck.web.chart import chart
 from flowdeck.web.rendering import templates
+from flowdeck.web.timeline import timeline
 
 PER_PAGE = 20
 
@@ -79,13 +81,48 @@ def _usage_main(db: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
     }
 
 
-def _detail(db: Engine, execution_id: str | None) -> Execution | None:
+def _detail(request: Request, execution_id: str | None) -> dict[str, Any]:
+    """What the detail panel shows of an execution: the record and its waterfall."""
     if not execution_id:
-        return None
+        return {"record": None}
+    db = _db(request)
     try:
-        return get_execution(db, execution_id)
+        record = get_execution(db, execution_id)
     except ExecutionNotFound:
+        return {"record": None}
+    definition = definition_at(db, record.flow_id, record.flow_revision)
+    rows = timeline(record, None if definition is None else definition.get("nodes", []), _child_reader(db))
+    links = {
+        row.step.node_id: _remote_link(request, row.step.remote)
+        for row in rows
+        if row.step is not None and row.step.remote is not None
+    }
+    return {"record": record, "rows": rows, "remote_links": links}
+
+
+def _child_reader(db: Engine):  # type: ignore[no-untyped-def]
+    def read(execution_id: str) -> Execution | None:
+        try:
+            return get_execution(db, execution_id)
+        except ExecutionNotFound:
+            return None
+
+    return read
+
+
+def _remote_link(request: Request, remote: Remote) -> str | None:
+    """The page of the execution a remote flowdeck recorded: here when it shares this database,
+    else on the remote when it is reached over HTTP."""
+    if remote.execution_id is None:
         return None
+    if execution_exists(_db(request), remote.execution_id):
+        return f"/executions/{remote.execution_id}"
+    tools = request.app.state.runtime.remote
+    url = tools.url_of(remote.server) if tools is not None else None
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/executions/{remote.execution_id}"
 
 
 @router.get("/flows/{flow_id}/usage", response_class=HTMLResponse)
@@ -94,10 +131,8 @@ def flow_usage(
 ) -> HTMLResponse:
     db = _db(request)
     flow = get_flow(db, flow_id)
-    main = _usage_main(db, flow, page)
-    return _flow_page(
-        request, flow, "usage", {**main, "record": _detail(db, execution), "selected": execution}
-    )
+    main = {**_usage_main(db, flow, page), **_detail(request, execution), "selected": execution}
+    return _flow_page(request, flow, "usage", main)
 
 
 @router.get("/flows/{flow_id}/usage/main", response_class=HTMLResponse)
@@ -113,8 +148,15 @@ def flow_usage_main(
 @router.get("/executions/{execution_id}/panel", response_class=HTMLResponse)
 def execution_panel(request: Request, execution_id: str) -> HTMLResponse:
     """One execution's details, for the script to swap in."""
+    get_execution(_db(request), execution_id)  # an unknown one is 404
+    return templates.TemplateResponse(request, "_detail.html", _detail(request, execution_id))
+
+
+@router.get("/executions/{execution_id}")
+def execution_page(request: Request, execution_id: str) -> RedirectResponse:
+    """An execution's own page: its flow's Usage tab, with it selected."""
     record = get_execution(_db(request), execution_id)
-    return templates.TemplateResponse(request, "_detail.html", {"record": record})
+    return RedirectResponse(f"/flows/{record.flow_id}/usage?execution={execution_id}", status_code=303)
 
 
 @router.get("/executions", response_class=HTMLResponse)

@@ -466,3 +466,21 @@ async def test_progress_tells_the_items_and_the_tries(deck: Deck) -> None:
             await client.call_tool("retry_flaky", {"url": url}, progress_callback=on_progress)
     assert "each [5/5]" in seen
     assert "call (try 2)" in seen
+
+
+async def test_the_remotes_progress_is_passed_on(deck: Deck) -> None:
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    arguments = {
+        "server": "everything",
+        "tool": "trigger-long-running-operation",
+        "arguments": {"duration": 0.6, "steps": 3},
+    }
+    async with Client(deck.url) as client:
+        result = await client.call_tool("call_tool", arguments, progress_callback=on_progress)
+    assert not result.is_error, result.content
+    assert ["call [1/3]", "call [2/3]", "call [3/3]"] == [m for m in seen if m and m.startswith("call [")]
+    assert seen[-1] == "call"  # then the node itself, done

@@ -303,6 +303,8 @@ async def _run_node(
         run.execution_id, run.flow.name, node.spec_id, run.services, run.depth, run.deadline, notes, report
     )
     retry = node.retry
+    if retry.attempts == 1:
+        return await _try(run, observer, node, context, step, node_context)
     for attempt in range(1, retry.attempts + 1):
         started = now_us()
         try:
@@ -330,23 +332,47 @@ async def _try(
     node_context: NodeContext,
 ) -> Any:
     """One try, as the node's failure or its output."""
+    if node.timeout_s is None:  # most nodes: no limit of their own to keep
+        try:
+            return await _invoke(run, observer, node, context, step, node_context)
+        except NodeFailed:
+            raise
+        except Exception as exc:
+            raise _failure(exc) from None
     limit = asyncio.timeout(node.timeout_s)
     try:
         async with limit:
-            config = node.static_config or node.node_type.parse_config(render_value(node.config, context))
-            if node.inner is not None:
-                return await _run_map(run, observer, node, config, context, step, node_context)
-            return await node.node_type.run(config, node_context)
+            return await _invoke(run, observer, node, context, step, node_context)
     except TimeoutError as exc:
         if limit.expired():
             raise NodeFailed(f"timed out after {node.timeout_s:g} s") from None
-        raise NodeFailed(f"TimeoutError: {exc}") from None
+        raise _failure(exc) from None
     except NodeFailed:
         raise
-    except (NodeError, TemplateRenderError) as exc:
-        raise NodeFailed(str(exc)) from None
-    except Exception as exc:  # a node is user or plugin code: its failure is the node's error
-        raise NodeFailed(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise _failure(exc) from None
+
+
+async def _invoke(
+    run: Run,
+    observer: Observer,
+    node: PreparedNode,
+    context: dict[str, Any],
+    step: StepRun,
+    node_context: NodeContext,
+) -> Any:
+    config = node.static_config or node.node_type.parse_config(render_value(node.config, context))
+    if node.inner is not None:
+        return await _run_map(run, observer, node, config, context, step, node_context)
+    return await node.node_type.run(config, node_context)
+
+
+def _failure(exc: Exception) -> NodeFailed:
+    """A node's exception as its failure: a node is user or plugin code, so any exception of it is
+    the node's error (its message when it is a node or template error, else its type too)."""
+    if isinstance(exc, NodeError | TemplateRenderError):
+        return NodeFailed(str(exc))
+    return NodeFailed(f"{type(exc).__name__}: {exc}")
 
 
 async def _run_map(

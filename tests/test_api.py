@@ -93,6 +93,14 @@ def test_unknown_flow_ids_are_404(api: httpx.Client) -> None:
         assert response.json()["detail"].startswith("no ")
 
 
+def test_a_person_gets_a_page_not_json_for_what_does_not_exist(api: httpx.Client) -> None:
+    for path in ("/flows/nope", "/flows/nope/usage", "/executions/nope", "/executions/nope/panel"):
+        response = api.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Not found" in response.text and "no " in response.text and "Traceback" not in response.text
+
+
 def test_invalid_definitions_list_every_problem_with_its_place(api: httpx.Client) -> None:
     bad = {
         "name": "has space",

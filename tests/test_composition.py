@@ -482,5 +482,5 @@ async def test_the_remotes_progress_is_passed_on(deck: Deck) -> None:
     async with Client(deck.url) as client:
         result = await client.call_tool("call_tool", arguments, progress_callback=on_progress)
     assert not result.is_error, result.content
-    assert ["call [1/3]", "call [2/3]", "call [3/3]"] == [m for m in seen if m and m.startswith("call [")]
+    assert [m for m in seen if m and m.startswith("call [")] == ["call [1/3]", "call [2/3]", "call [3/3]"]
     assert seen[-1] == "call"  # then the node itself, done

@@ -69,14 +69,14 @@ def new_database(request: pytest.FixtureRequest, folder: Path) -> str:
 
 @pytest.fixture(params=KINDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database of each kind, for each test. A module whose tests share one server overrides
-    it with one database per module (``shared_database_url``)."""
+    """A fresh database of each kind, for each test. A module whose tests share one server makes it
+    ``module_database_url`` (its tests must then not count on the database being empty)."""
     return new_database(request, tmp_path)
 
 
-def shared_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The body of a module-scoped ``database_url``: tests of that module share the database, and so
-    must not count on it being empty."""
+@pytest.fixture(scope="module", params=KINDS)
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database of each kind, for the tests of one module."""
     return new_database(request, tmp_path_factory.mktemp("shared"))
 
 

@@ -19,7 +19,6 @@ from sqlalchemy import Engine
 from flowdeck.records import Execution
 from flowdeck.settings import Settings
 from flowdeck.store.reads import get_execution, list_executions
-from tests.conftest import KINDS, shared_database_url
 from tests.support import EXAMPLES
 from tests.support.remotes import (
     everything_http,
@@ -173,9 +172,10 @@ class Deck:
     helper: str  # the MCP endpoint of the second flowdeck
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return shared_database_url(request, tmp_path_factory)
+@pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The module's tests share one server, on one database of each kind."""
+    return module_database_url
 
 
 @pytest.fixture(scope="module")

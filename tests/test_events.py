@@ -13,16 +13,16 @@ from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store.flows import find_live_flow
-from tests.conftest import KINDS, shared_database_url
 from tests.support import EXAMPLES
 from tests.support.processes import FLOWDECK, flowdeck_env
 from tests.support.server import served
 from tests.support.sse import Received, read_events
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return shared_database_url(request, tmp_path_factory)
+@pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The module's tests share one server, on one database of each kind."""
+    return module_database_url
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store.flows import delete_flow, find_live_flow, import_flow
 from flowdeck.store.reads import get_execution, list_executions
-from tests.conftest import KINDS, shared_database_url
 from tests.support import EXAMPLES
 from tests.support.postgres import Cluster
 from tests.support.server import eventually, served
@@ -30,9 +29,10 @@ from tests.support.server import eventually, served
 MODES = ["legacy", "auto"]
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return shared_database_url(request, tmp_path_factory)
+@pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The module's tests share one server, on one database of each kind."""
+    return module_database_url
 
 
 @pytest.fixture(scope="module")

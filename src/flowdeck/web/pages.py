@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -100,7 +101,7 @@ def _detail(request: Request, execution_id: str | None) -> dict[str, Any]:
     return {"record": record, "rows": rows, "remote_links": links}
 
 
-def _child_reader(db: Engine):  # type: ignore[no-untyped-def]
+def _child_reader(db: Engine) -> Callable[[str], Execution | None]:
     def read(execution_id: str) -> Execution | None:
         try:
             return get_execution(db, execution_id)

@@ -375,10 +375,13 @@ async def test_cancelling_a_parent_over_mcp_cancels_its_child(deck: Deck, db: En
     child_id = _running_child(db) or ""
     await eventually(lambda: get_execution(db, child_id).status == "error")
     child = get_execution(db, child_id)
-    assert child.error.type == "cancelled"
+    assert (child.error.type, child.error.message) == ("cancelled", "cancelled: parent cancelled")
     parent = get_execution(db, child.parent.execution_id)
     await eventually(lambda: get_execution(db, parent.id).status == "error")
-    assert get_execution(db, parent.id).error.type == "cancelled"
+    assert (get_execution(db, parent.id).error.type, get_execution(db, parent.id).error.message) == (
+        "cancelled",
+        "cancelled by the client",
+    )
 
 
 def _running_child(db: Engine) -> str | None:
@@ -394,7 +397,12 @@ async def test_a_parents_timeout_reaches_its_child(deck: Deck, db: Engine) -> No
     assert parent.error.type == "timeout" and parent.error.node_id == "run_child"
     child = get_execution(db, step(parent, "run_child").child_execution_id)
     await eventually(lambda: get_execution(db, child.id).status == "error")
-    assert get_execution(db, child.id).error.type in ("timeout", "cancelled")
+    ended = get_execution(db, child.id).error
+    assert (ended.type, ended.message) in (
+        ("timeout", ended.message),
+        ("cancelled", "cancelled: parent timed out"),
+    )
+    assert ended.type == "cancelled" or ended.message.startswith("timed out after")
 
 
 # ---- map nodes -------------------------------------------------------------------------------------

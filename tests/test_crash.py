@@ -9,7 +9,7 @@ import time
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.tracking import Tracker
 from tests.support.processes import flowdeck_env, start_flowdeck
 
@@ -35,7 +35,7 @@ def _start_a_runner(db: Engine, settings: Settings) -> int:
 def _wait_for_running_node(db: Engine, node_id: str, timeout_s: float = 30) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        page = list_executions(db, status="pending")
+        page = list_executions(db, Filter(status="pending"))
         if page.items:
             record = get_execution(db, page.items[0].id)
             if any(step.node_id == node_id and step.status == "pending" for step in record.steps):
@@ -63,7 +63,7 @@ def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, d
     assert record.error.node_id == "long_wait"
     assert [(s.node_id, s.status) for s in record.steps] == [("warm_up", "fulfilled"), ("long_wait", "error")]
     assert record.ended_at is not None
-    assert list_executions(db, status="pending").total == 0
+    assert list_executions(db, Filter(status="pending")).total == 0
 
     # recovery happens once: a second start finds nothing to mark
     assert _start_a_runner(db, Settings(database_url=database_url)) == 0

@@ -21,7 +21,7 @@ import flowdeck.mcp.server as mcp_server
 from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
 from flowdeck.store.flows import delete_flow, find_live_flow, import_flow
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import Filter, get_execution, list_executions
 from tests.support import EXAMPLES
 from tests.support.postgres import Cluster
 from tests.support.server import eventually, served
@@ -216,12 +216,16 @@ async def test_cancelling_a_call_records_cancelled_and_the_session_goes_on(
     async with client(url, mode) as mcp:
         async with anyio.create_task_group() as group:
             group.start_soon(mcp.call_tool, "slow_report", {"pause_s": 30})
-            await eventually(lambda: list_executions(db, status="pending").items)
+            await eventually(lambda: list_executions(db, Filter(status="pending")).items)
             await anyio.sleep(0.2)
             group.cancel_scope.cancel()
-        await eventually(lambda: not list_executions(db, status="pending").total)
+        await eventually(lambda: not list_executions(db, Filter(status="pending")).total)
         record = get_execution(db, list_executions(db).items[0].id)
-        assert asdict(record.error) == {"type": "cancelled", "message": "cancelled", "node_id": "gather"}
+        assert asdict(record.error) == {
+            "type": "cancelled",
+            "message": "cancelled by the client",
+            "node_id": "gather",
+        }
         again = await mcp.call_tool("hello", {"name": "still here"})
         assert again.structured_content == {"greeting": "Hello, still here!", "language": "en"}
 

@@ -14,7 +14,7 @@ from mcp import Client
 from sqlalchemy import insert
 
 from flowdeck.store import database
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.store.runners import recover
 from flowdeck.store.tables import executions, runners
 from tests.support.processes import ServedProcess, serving
@@ -85,9 +85,9 @@ async def test_a_killed_server_is_recovered_by_a_live_one(
     async with Client(f"{base_a}/mcp") as mcp_a, anyio.create_task_group() as group:
         group.start_soon(mcp_a.call_tool, "very_slow", {})
         with anyio.fail_after(15):
-            while not list_executions(db, status="pending").items:
+            while not list_executions(db, Filter(status="pending")).items:
                 await anyio.sleep(0.1)
-        execution_id = list_executions(db, status="pending").items[0].id
+        execution_id = list_executions(db, Filter(status="pending")).items[0].id
         with anyio.fail_after(15):
             while [s.status for s in get_execution(db, execution_id).steps] != ["fulfilled", "pending"]:
                 await anyio.sleep(0.1)
@@ -146,6 +146,6 @@ def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
     for thread in threads:
         thread.join(60)
     assert sum(marked) == 300
-    assert list_executions(db, status="pending").total == 0
-    assert list_executions(db, status="error").total == 300
+    assert list_executions(db, Filter(status="pending")).total == 0
+    assert list_executions(db, Filter(status="error")).total == 300
     db.dispose()

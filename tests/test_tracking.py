@@ -13,7 +13,7 @@ from flowdeck.engine import NodeContext, NodeType, node_types
 from flowdeck.settings import Settings
 from flowdeck.store import database
 from flowdeck.store.flows import delete_flow, get_flow
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.tracking import CallInfo, Tracker
 
 CLI = CallInfo("cli")
@@ -185,7 +185,7 @@ nodes:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    page = list_executions(db, flow_id=flow.id)
+    page = list_executions(db, Filter(flow_id=flow.id))
     record = get_execution(db, page.items[0].id)
     assert asdict(record.error) == {"type": "cancelled", "message": "cancelled", "node_id": "wait"}
     assert [(s.node_id, s.status, s.error) for s in record.steps] == [
@@ -219,7 +219,7 @@ nodes:
 """)
         task = asyncio.create_task(tracker.run(tracker.prepare(flow), {}, CLI))
         await asyncio.sleep(0.25)
-        midway = get_execution(db, list_executions(db, flow_id=flow.id).items[0].id)
+        midway = get_execution(db, list_executions(db, Filter(flow_id=flow.id)).items[0].id)
         run = await task
     finally:
         del node_types()["peek"]
@@ -245,7 +245,7 @@ nodes:
     prepared = tracker.prepare(flow)
     runs = await asyncio.gather(*(tracker.run(prepared, {"i": i}, CLI) for i in range(200)))
     assert [run.output for run in runs] == [f"run-{i}-{i * i}" for i in range(200)]
-    page = list_executions(db, flow_id=flow.id, per_page=100)
+    page = list_executions(db, Filter(flow_id=flow.id), per_page=100)
     assert page.total == 200
     assert len({run.execution_id for run in runs}) == 200
     for i, run in enumerate(runs):
@@ -260,13 +260,13 @@ async def test_a_deleted_flows_executions_stay_with_its_name(tracker: Tracker, d
     run = await tracker.run(tracker.prepare(flow), {"who": "x"}, CLI)
     delete_flow(db, flow.id)
     assert get_flow(db, flow.id).deleted
-    page = list_executions(db, flow_id=flow.id)
+    page = list_executions(db, Filter(flow_id=flow.id))
     assert [(item.id, item.flow_name) for item in page.items] == [(run.execution_id, "three")]
     assert get_execution(db, run.execution_id).flow_name == "three"
     # a new flow may take the name; the old executions stay with the old id
     again = add_flow(THREE_STEPS)
     assert again.id != flow.id
-    assert list_executions(db, flow_id=again.id).total == 0
+    assert list_executions(db, Filter(flow_id=again.id)).total == 0
 
 
 async def test_oversized_values_are_cut_and_marked(db: Engine, settings: Settings, add_flow) -> None:
@@ -361,7 +361,7 @@ async def test_cancelled_while_its_start_is_written_it_still_ends(
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(100):
-        page = list_executions(db, flow_id=flow.id)
+        page = list_executions(db, Filter(flow_id=flow.id))
         if page.items and page.items[0].status != "pending":
             break
         await asyncio.sleep(0.02)

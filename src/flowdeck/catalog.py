@@ -70,6 +70,10 @@ class Catalog:
     def names(self) -> set[str]:
         return set(self._flows)
 
+    def is_live(self, flow_id: str) -> bool:
+        """Whether that flow is live, as of the last look."""
+        return any(record.id == flow_id for record in self._flows.values())
+
     async def run(
         self,
         flow: PreparedFlow,

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,14 +19,14 @@ from typer.core import TyperGroup
 
 from flowdeck import __version__
 from flowdeck.engine import Run
-from flowdeck.errors import FlowdeckError, InvalidFlow
+from flowdeck.errors import FlowdeckError, InvalidFlow, InvalidQuery
 from flowdeck.flowfiles import check_references, load_flow_files
 from flowdeck.records import Step, dump_json
 from flowdeck.settings import Settings
 from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store import database
 from flowdeck.store.flows import FlowRecord, delete_flow, list_flows, resolve_flow
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import PARAM_PREFIX, Filter, get_execution, list_executions
 from flowdeck.store.seed import seed_executions
 from flowdeck.times import iso
 from flowdeck.tracking import CallInfo
@@ -154,7 +155,7 @@ def flows_list() -> None:
     typer.echo(f"{'NAME':24} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
     for record in records:
         name = record.name + (" (deleted)" if record.deleted else "")
-        count = list_executions(db, flow_id=record.id, per_page=1).total  # from the kept counters
+        count = list_executions(db, Filter(flow_id=record.id), per_page=1).total  # from the kept counters
         typer.echo(f"{name:24} {record.revision:>4} {count:>10}  {record.description.strip()[:60]}")
 
 
@@ -230,17 +231,30 @@ def executions_list(
     status: Annotated[
         str | None, typer.Option("--status", help=", ".join(Status) + ", or none for all")
     ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Started at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Started at or before (ISO 8601)")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="KEY=VALUE: a top-level argument's value (repeatable)")
+    ] = None,
     page: Annotated[int, typer.Option("--page", min=1)] = 1,
     per_page: Annotated[int, typer.Option("--per-page", min=1, max=100)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
 ) -> None:
     """Executions, newest first."""
-    if status is not None and status not in Status.__members__.values():
-        raise CliError(f"--status must be one of {', '.join(Status)}, not {status!r}")
+    query = {"status": status or "", "since": since or "", "until": until or ""}
+    for pair in param or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param is KEY=VALUE, not {pair!r}")
+        query[f"{PARAM_PREFIX}{key}"] = value
+    try:
+        where = Filter.from_query(query)
+    except InvalidQuery as exc:
+        raise CliError(f"--{exc}") from None
     db = _db()
-    flow_id = resolve_flow(db, flow).id if flow else None
-    chosen = None if status is None else Status(status)
-    result = list_executions(db, flow_id=flow_id, status=chosen, page=page, per_page=per_page)
+    if flow:
+        where = replace(where, flow_id=resolve_flow(db, flow).id)
+    result = list_executions(db, where, page=page, per_page=per_page)
     if as_json:
         typer.echo(dump_json(result, indent=2))
         return
@@ -307,10 +321,11 @@ def executions_show(
 def executions_seed(
     flow: Annotated[str, typer.Option("--flow", help="Flow name or id")],
     count: Annotated[int, typer.Option("--count", min=1, help="How many executions")] = 1000,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="Database URL")] = None,
 ) -> None:
     """Insert COUNT realistic executions of a flow (10 steps each, spread over 14 days): to try the
     history at scale."""
-    db = _db()
+    db = _db_of(_with(_settings(), database_url=database_url))
     record = resolve_flow(db, flow)
     started = time.perf_counter()
     seed_executions(db, record, count)

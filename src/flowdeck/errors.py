@@ -69,6 +69,11 @@ class InvalidServers(InvalidFile):
     """A servers file that does not load."""
 
 
+class InvalidQuery(FlowdeckError):
+    """A filter or a page asked for with a value that can't be used (a time that is not one, a status
+    that does not exist); the message names the value."""
+
+
 class DatabaseUnavailable(FlowdeckError):
     """The database can't be opened, migrated or reached; the message says what to do."""
 

@@ -173,6 +173,38 @@ class Execution(ExecutionSummary):
         return data_after(self.data["input"], self.steps, index)
 
 
+# how one node of a flow fared over a window of its executions
+@dataclass(slots=True, kw_only=True)
+class NodeInsight:
+    node_id: str
+    node_type: str
+    runs: int
+    errors: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+# errors of one shape: the same node, type and message but for its numbers, ids and quoted values
+@dataclass(slots=True, kw_only=True)
+class ErrorGroup:
+    node_id: str | None
+    type: ErrorTypeChoice
+    message: str
+    count: int
+    first_seen: Micros
+    last_seen: Micros
+    example_execution_id: str
+
+
+# a flow's insights: per node, and its errors grouped, over the executions looked at
+@dataclass(slots=True, kw_only=True)
+class Insights:
+    executions: int
+    nodes: list[NodeInsight]
+    errors: list[ErrorGroup]
+
+
 # a page of executions, newest first
 @dataclass(slots=True, kw_only=True)
 class ExecutionPage:

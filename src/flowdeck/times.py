@@ -29,6 +29,16 @@ def exact(us: int | None) -> str:
     return datetime.fromtimestamp(us / SECOND_US, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def clock(us: int | None, now: int | None = None) -> str:
+    """A start time in a list: ``14:02:11`` today, ``Nov 29 14:02:11`` another day (UTC)."""
+    if us is None:
+        return ""
+    moment = datetime.fromtimestamp(us / SECOND_US, UTC)
+    if day(us) == day(now or now_us()):
+        return f"{moment:%H:%M:%S}"
+    return f"{moment:%b %d %H:%M:%S}"
+
+
 def duration_ms(started_us: int, ended_us: int | None) -> float | None:
     """Milliseconds between two stored times, to the microsecond; None while not ended."""
     return None if ended_us is None else round((ended_us - started_us) / 1000, 3)
@@ -63,3 +73,12 @@ def duration_text(ms: float | None) -> str:
     if ms < 60_000:
         return f"{ms / 1000:.2f} s"
     return f"{int(ms // 60_000)} min {ms % 60_000 / 1000:.0f} s"
+
+
+def parse_iso(text: str) -> int:
+    """A time a person or a script gives (``2026-11-30T14:02:11Z``, ``2026-11-30T14:02``,
+    ``2026-11-30``; UTC when no offset is given) as stored microseconds; ValueError if it is none."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * SECOND_US)

@@ -20,7 +20,7 @@ from mcp import Client
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
-from flowdeck.store.reads import get_execution, list_executions
+from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.tracking import Tracker
 from tests.support.postgres import free_port
 from tests.support.processes import FLOWDECK, flowdeck_env, spawn
@@ -91,7 +91,7 @@ def test_killed_with_executions_in_flight(
 
     recovered = asyncio.run(restart())
     page = list_executions(db, per_page=100)
-    assert list_executions(db, status="pending").total == 0
+    assert list_executions(db, Filter(status="pending")).total == 0
     for execution_id, result in returned.items():
         record = get_execution(db, execution_id)
         if result.is_error:

@@ -1,7 +1,8 @@
 """Server-Sent Events: ``/api/flows/{id}/events`` (an ``execution`` event with the summary whenever one
-of the flow's executions starts, finishes a node or ends) and ``/api/executions/{id}/events`` (its
-``step`` and ``execution`` events). Pushed as they happen; a comment every 15 s keeps idle
-connections open through proxies; ``Last-Event-ID`` resumes, or a ``reload`` event says to refetch."""
+of the flow's executions starts, finishes a node or ends; a ``deleted`` event if the flow is deleted
+meanwhile) and ``/api/executions/{id}/events`` (its ``step`` and ``execution`` events). Pushed as
+they happen; a comment every 15 s keeps idle connections open through proxies; ``Last-Event-ID``
+resumes, or a ``reload`` event says to refetch."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ def _sse(delivered: Delivered) -> ServerSentEvent:
 
 
 async def _stream(
-    request: Request, watch: AbstractAsyncContextManager[asyncio.Queue[Delivered]]
+    request: Request, watch: AbstractAsyncContextManager[asyncio.Queue[Delivered]], flow_id: str | None = None
 ) -> AsyncIterator[ServerSentEvent]:
+    catalog = request.app.state.runtime.catalog
+    was_live = flow_id is not None and catalog.is_live(flow_id)
     async with watch as queue:
         yield ServerSentEvent(comment="watching")  # sent at once: the client knows it is connected
         while True:
@@ -48,6 +51,9 @@ async def _stream(
             except TimeoutError:
                 if await request.is_disconnected():
                     return
+                if was_live and not catalog.is_live(flow_id):  # deleted while watched: said once
+                    was_live = False
+                    yield ServerSentEvent(data=json.dumps({"flow_id": flow_id}), event="deleted")
                 continue
             yield _sse(delivered)
             if delivered.event is None:
@@ -56,7 +62,8 @@ async def _stream(
 
 def _response(request: Request, **watch: Any) -> EventSourceResponse:
     hub = request.app.state.runtime.hub
-    return EventSourceResponse(_stream(request, hub.watch(**watch)), ping=KEEPALIVE_S)
+    stream = _stream(request, hub.watch(**watch), watch.get("flow_id"))
+    return EventSourceResponse(stream, ping=KEEPALIVE_S)
 
 
 @router.get("/api/flows/{flow_id}/events", responses=SSE_RESPONSE, summary="A flow's executions, live")

@@ -193,12 +193,14 @@ async def run_flow(
     parent: Parent | None = None,
     depth: int = 1,
     deadline: float | None = None,
+    cancelled_by: str | None = None,
 ) -> Run:
     """Run ``flow`` with ``params`` and return the finished :class:`Run`. A child flow's run has its
     ``parent``, its ``depth`` among nested flows and its parent's ``deadline``: it gets no more time
     than its parent has left.
 
-    Cancellation of the calling task is recorded as ``cancelled`` and then re-raised.
+    Cancellation of the calling task is recorded as ``cancelled`` (saying who cancelled:
+    ``cancelled_by`` for a top run, its parent for a child) and then re-raised.
     """
     started = now_us()
     if _deeper_than(params, MAX_DEPTH):  # refused before anything recursive looks at it
@@ -217,7 +219,7 @@ async def run_flow(
     except asyncio.CancelledError:
         # cancelled while the start was being recorded: the record may be written all the same, so
         # it gets its end too, rather than stay pending while this process lives
-        await _fail(run, observer, ErrorType.CANCELLED, "cancelled")
+        await _fail(run, observer, ErrorType.CANCELLED, _why_cancelled(run, deadline, cancelled_by))
         raise
     if problems:
         return await _fail(
@@ -239,8 +241,9 @@ async def run_flow(
         )
         output = None
     except asyncio.CancelledError:
-        step = _interrupt(run, observer, "cancelled")
-        await _fail(run, observer, ErrorType.CANCELLED, "cancelled", step)
+        why = _why_cancelled(run, deadline, cancelled_by)
+        step = _interrupt(run, observer, why)
+        await _fail(run, observer, ErrorType.CANCELLED, why, step)
         raise
     if error is not None:
         run.end(Status.ERROR, error=error)
@@ -448,6 +451,14 @@ async def _run_map(
         index, message = failure[0]
         raise NodeFailed(f"item {index}: {message}")
     return outputs
+
+
+def _why_cancelled(run: Run, parent_deadline: float | None, cancelled_by: str | None) -> str:
+    """A cancel's message, naming who cancelled when it is known."""
+    if run.parent is not None:
+        late = parent_deadline is not None and time.monotonic() >= parent_deadline
+        return "cancelled: parent timed out" if late else "cancelled: parent cancelled"
+    return f"cancelled by {cancelled_by}" if cancelled_by else "cancelled"
 
 
 def _node_error(step: StepRun) -> ExecutionError:

@@ -212,7 +212,9 @@ def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) ->
         if (ctx.meta or {}).get("progress_token") is not None:
             progress = _Progress(ctx.session, len(flow.nodes))
         try:
-            run = await tracker.run(flow, params.arguments or {}, call, watcher=progress)
+            run = await tracker.run(
+                flow, params.arguments or {}, call, watcher=progress, cancelled_by="the client"
+            )
         except BaseException as exc:
             if progress is not None:
                 progress.abandon()

@@ -4,13 +4,13 @@ Rows become :mod:`flowdeck.records` here and nowhere else."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from flowdeck.errors import ExecutionNotFound
+from flowdeck.errors import ExecutionNotFound, InvalidQuery
 from flowdeck.records import (
     Attempt,
     Client,
@@ -26,9 +26,10 @@ from flowdeck.records import (
 )
 from flowdeck.records import data_after as data_after_steps
 from flowdeck.states import ErrorType, Status, StepStatus, Transport
-from flowdeck.store.tables import execution_counts, executions, steps
-from flowdeck.store.values import decode_value
-from flowdeck.times import duration_ms
+from flowdeck.store.stats import like_pattern
+from flowdeck.store.tables import execution_counts, execution_params, executions, steps
+from flowdeck.store.values import decode_value, param_value
+from flowdeck.times import duration_ms, iso, parse_iso
 
 _STEPS_DONE = (
     select(func.count())
@@ -141,29 +142,147 @@ def count_executions(connection: Any, *, flow_id: str | None = None, status: Sta
     return int(connection.execute(query).scalar_one())
 
 
-def list_executions(
-    db: Engine,
-    *,
-    flow_id: str | None = None,
-    status: Status | None = None,
-    page: int = 1,
-    per_page: int = 20,
-) -> ExecutionPage:
-    """Page ``page`` of executions, newest first, of one flow or of all, optionally of one status.
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which executions a list shows; every condition given must hold."""
 
-    The page's ids come from an index alone; a page in the older half is read from the oldest end
-    (ascending, with the smaller offset), so the last page costs what the first does."""
-    conditions = []
-    if flow_id is not None:
-        conditions.append(executions.c.flow_id == flow_id)
-    if status is not None:
-        conditions.append(executions.c.status == status)
+    flow_id: str | None = None
+    status: Status | None = None
+    since: int | None = None  # started at or after (µs)
+    until: int | None = None  # started at or before (µs)
+    params: tuple[tuple[str, str], ...] = ()  # top-level argument KEY equals VALUE (as param_value says)
+    error_node_id: str | None = None
+    error_type: ErrorType | None = None
+    error_shape: str | None = None  # messages of this shape (numbers, ids, quoted values masked)
+
+    @property
+    def counted(self) -> bool:
+        """Whether the kept counters give its total (a flow and a status, at most)."""
+        return self == Filter(flow_id=self.flow_id, status=self.status)
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], *, flow_id: str | None = None) -> Filter:
+        """A filter from a URL's query or the like: ``status``, ``since``, ``until`` (ISO 8601, on the
+        start), ``param.KEY=VALUE`` (any number), ``error_node_id``, ``error_type`` and ``error`` (a
+        message shape, as grouped errors give it); an empty value is no condition."""
+        given = {key: value for key, value in query.items() if value != ""}
+        status = given.get("status")
+        if status is not None and status not in _STATUSES:
+            raise InvalidQuery(f"status must be one of {', '.join(Status)}, not {status!r}")
+        error_type = given.get("error_type")
+        if error_type is not None and error_type not in _ERROR_TYPES:
+            raise InvalidQuery(f"error_type must be one of {', '.join(ErrorType)}, not {error_type!r}")
+        return cls(
+            flow_id=flow_id if flow_id is not None else given.get("flow_id"),
+            status=None if status is None else Status(status),
+            since=_time(given, "since"),
+            until=_time(given, "until"),
+            params=tuple(
+                (key[len(PARAM_PREFIX) :], value)
+                for key, value in given.items()
+                if key.startswith(PARAM_PREFIX)
+            ),
+            error_node_id=given.get("error_node_id"),
+            error_type=None if error_type is None else ErrorType(error_type),
+            error_shape=given.get("error"),
+        )
+
+    def query(self) -> dict[str, str]:
+        """The filter as a URL's query says it (but the flow, which the URL's path names)."""
+        pairs = {
+            "status": self.status,
+            "since": iso(self.since),
+            "until": iso(self.until),
+            "error_node_id": self.error_node_id,
+            "error_type": self.error_type,
+            "error": self.error_shape,
+        }
+        found = {key: str(value) for key, value in pairs.items() if value is not None}
+        found.update({f"{PARAM_PREFIX}{key}": value for key, value in self.params})
+        return found
+
+
+PARAM_PREFIX = "param."
+_STATUSES = frozenset(Status)
+_ERROR_TYPES = frozenset(ErrorType)
+
+
+def _time(given: Mapping[str, str], name: str) -> int | None:
+    text = given.get(name)
+    if text is None:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise InvalidQuery(
+            f"{name} must be a time in ISO 8601 (2026-11-30T14:02:11Z), not {text!r}"
+        ) from None
+
+
+# ids sort by time: an id range brackets a time range, within a margin for ids made just before
+# the execution's start was stamped
+_ID_MARGIN_MS = 1000
+
+
+def _id_bound(us: int, *, upper: bool) -> str:
+    ms = max(0, us // 1000 + (_ID_MARGIN_MS if upper else -_ID_MARGIN_MS))
+    stamp = f"{ms:012x}"
+    rest = "ffff-ffff-ffffffffffff" if upper else "0000-0000-000000000000"
+    return f"{stamp[:8]}-{stamp[8:]}-{rest}"
+
+
+def _where(where: Filter) -> tuple[Any, list[Any]]:
+    """The filter as a FROM (executions, joined to one index range per argument, which the newest
+    matches are read from) and its conditions."""
+    source: Any = executions
+    conditions: list[Any] = []
+    for n, (key, value) in enumerate(where.params):
+        param = execution_params.alias(f"p{n}")
+        source = source.join(param, param.c.execution_id == executions.c.id)
+        conditions += [param.c.key == key, param.c.value == param_value(value)]
+    if where.flow_id is not None:
+        conditions.append(executions.c.flow_id == where.flow_id)
+    if where.status is not None:
+        conditions.append(executions.c.status == where.status)
+    if where.since is not None:
+        conditions += [
+            executions.c.id >= _id_bound(where.since, upper=False),
+            executions.c.started_at >= where.since,
+        ]
+    if where.until is not None:
+        conditions += [
+            executions.c.id <= _id_bound(where.until, upper=True),
+            executions.c.started_at <= where.until,
+        ]
+    if where.error_node_id is not None:
+        conditions.append(executions.c.error_node_id == where.error_node_id)
+    if where.error_type is not None:
+        conditions.append(executions.c.error_type == where.error_type)
+    if where.error_shape is not None:
+        conditions.append(executions.c.error_message.like(like_pattern(where.error_shape), escape="\\"))
+    return source, conditions
+
+
+def list_executions(
+    db: Engine, where: Filter = Filter(), *, page: int = 1, per_page: int = 20
+) -> ExecutionPage:
+    """Page ``page`` of the executions ``where`` says, newest first.
+
+    The page's ids come from indexes alone; a page in the older half is read from the oldest end
+    (ascending, with the smaller offset), so the last page costs what the first does. The total of a
+    flow (and a status) comes from the kept counters; of any other filter, from a count."""
+    source, conditions = _where(where)
     offset = (page - 1) * per_page
     items: list[ExecutionSummary] = []
     with db.connect() as connection:
-        total = count_executions(connection, flow_id=flow_id, status=status)
+        if where.counted:
+            total = count_executions(connection, flow_id=where.flow_id, status=where.status)
+        else:
+            total = int(
+                connection.execute(select(func.count()).select_from(source).where(*conditions)).scalar_one()
+            )
         if offset < total:
-            ids = select(executions.c.id).where(*conditions)
+            ids = select(executions.c.id).select_from(source).where(*conditions)
             if offset > total // 2:
                 size = min(per_page, total - offset)
                 ids = ids.order_by(executions.c.id.asc()).limit(size).offset(total - offset - size)

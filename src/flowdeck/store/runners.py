@@ -12,14 +12,17 @@ import os
 import socket
 from functools import cache
 
-from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 
 from flowdeck.ids import new_id
 from flowdeck.states import ErrorType, Status, StepStatus
 from flowdeck.store.tables import executions, runners, steps
 from flowdeck.times import SECOND_US, now_us
 
-INTERRUPTED_MESSAGE = "the process running this execution stopped before it ended"
+INTERRUPTED_MESSAGE = (
+    "the process running this execution stopped before it ended; its end is the last moment the process"
+    " was known to be alive"
+)
 
 
 @cache
@@ -116,18 +119,30 @@ def recover(db: Engine, *, stale_after_s: float = 60.0, exclude: str | None = No
     pending_of_dead = and_(
         executions.c.status == Status.PENDING, executions.c.runner_id.in_(bindparam("dead", expanding=True))
     )
+    # its end is the last moment its process is known to have been alive: its last heartbeat, or its
+    # last recorded step, whichever is later (not the moment it was found dead)
+    last_step = (
+        select(func.max(func.coalesce(steps.c.ended_at, steps.c.started_at)))
+        .where(steps.c.execution_id == executions.c.id)
+        .scalar_subquery()
+    )
+    last_beat = select(runners.c.heartbeat_at).where(runners.c.id == executions.c.runner_id).scalar_subquery()
     with db.begin() as connection:
-        ids = (
-            connection.execute(select(executions.c.id).where(pending_of_dead), {"dead": dead}).scalars().all()
-        )
+        found = connection.execute(
+            select(
+                executions.c.id, executions.c.started_at, last_step.label("step"), last_beat.label("beat")
+            ).where(pending_of_dead),
+            {"dead": dead},
+        ).all()
         marked = 0
-        if ids:
-            marked = connection.execute(
+        for row in found:
+            ended = min(now, max(row.started_at, row.step or 0, row.beat or 0))
+            marked += connection.execute(
                 update(executions)
-                .where(executions.c.id.in_(ids), executions.c.status == Status.PENDING)
+                .where(executions.c.id == row.id, executions.c.status == Status.PENDING)
                 .values(
                     status=Status.ERROR,
-                    ended_at=now,
+                    ended_at=ended,
                     error_type=ErrorType.INTERRUPTED,
                     error_message=INTERRUPTED_MESSAGE,
                     error_node_id=running_node,
@@ -135,10 +150,10 @@ def recover(db: Engine, *, stale_after_s: float = 60.0, exclude: str | None = No
             ).rowcount
             connection.execute(
                 update(steps)
-                .where(steps.c.execution_id.in_(ids), steps.c.status == StepStatus.PENDING)
+                .where(steps.c.execution_id == row.id, steps.c.status == StepStatus.PENDING)
                 .values(
                     status=StepStatus.ERROR,
-                    ended_at=now,
+                    ended_at=ended,
                     error=f"{ErrorType.INTERRUPTED}: {INTERRUPTED_MESSAGE}",
                 )
             )

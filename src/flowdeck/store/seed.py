@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from flowdeck.states import ErrorType, Status, StepStatus, Transport
 from flowdeck.store.flows import FlowRecord
-from flowdeck.store.values import params_preview
-from flowdeck.store.writes import EXECUTION_FIELDS, FINISH_FIELDS, STEP_FIELDS, step_column
+from flowdeck.store.values import param_pairs, params_preview
+from flowdeck.store.writes import EXECUTION_FIELDS, FINISH_FIELDS, PARAM_FIELDS, STEP_FIELDS, step_column
 from flowdeck.times import DAY_US, now_us
 
 SEED_RUNNER = "00000000-0000-7000-8000-000000000000"
@@ -141,8 +141,9 @@ def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) 
     def insert(table: str, columns: tuple[str, ...]) -> str:
         return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
-    insert_execution, insert_step = (
+    insert_execution, insert_param, insert_step = (
         insert("executions", _ROW_COLUMNS),
+        insert("execution_params", PARAM_FIELDS),
         insert("execution_steps", _STEP_COLUMNS),
     )
     connection = db.raw_connection()
@@ -154,6 +155,12 @@ def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) 
             chunk = [next(rows) for _ in range(min(CHUNK, count - done))]
             # what a seeded row leaves out (a parent, a step's tries...) is NULL
             cursor.executemany(insert_execution, [tuple(e.get(c) for c in _ROW_COLUMNS) for e, _ in chunk])
+            param_rows = [
+                (e["id"], key, value)
+                for e, _ in chunk
+                for key, value in param_pairs(json.loads(e["initial_params"]))
+            ]
+            cursor.executemany(insert_param, param_rows)
             step_rows = [tuple(s.get(c) for c in STEP_FIELDS) for _, steps in chunk for s in steps]
             if postgres:
                 with cursor.copy(f"COPY execution_steps ({', '.join(_STEP_COLUMNS)}) FROM STDIN") as copy:
@@ -164,7 +171,11 @@ def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) 
             connection.commit()
             done += len(chunk)
         # fresh statistics, so that the planner knows the tables just grew (autovacuum would, later)
-        cursor.execute("ANALYZE executions" if postgres else "ANALYZE")
+        if postgres:
+            cursor.execute("ANALYZE executions")
+            cursor.execute("ANALYZE execution_params")
+        else:
+            cursor.execute("ANALYZE")
         connection.commit()
         cursor.close()
     finally:

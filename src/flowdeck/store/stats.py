@@ -1,17 +1,34 @@
-"""A flow's numbers for its Usage tab: totals by status, durations of recent executions, and
-executions per day. All from counters or a bounded read, whatever the size of the history."""
+"""A flow's numbers for its Usage tab: totals by status, durations of recent executions, executions
+per day, and its insights (per node: runs, errors, durations; its errors grouped by shape). All
+from counters or a bounded read, whatever the size of the history."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
-from flowdeck.states import Status
-from flowdeck.store.tables import execution_counts, execution_days, executions
+from flowdeck.records import ErrorGroup, Insights, NodeInsight
+from flowdeck.states import ErrorType, Status, StepStatus
+from flowdeck.store.tables import execution_counts, execution_days, executions, steps
 from flowdeck.times import day, now_us
 
-RECENT = 1000  # durations are of this many latest ended executions
+RECENT = 1000  # durations and insights are of this many latest executions (or of a chosen range)
+RANGE_LIMIT = 10_000  # a chosen range is looked at up to this many of its latest executions
+
+# what a message's shape masks: ids, quoted values, numbers (in this order)
+_MASKS = (
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<id>"),
+    (re.compile(r"'[^']*'"), "'…'"),
+    (re.compile(r'"[^"]*"'), '"…"'),
+    (re.compile(r"\b[0-9a-fA-F]{16,}\b"), "<id>"),
+    (re.compile(r"\b\d+(?:\.\d+)?\b"), "<n>"),
+)
+_PLACEHOLDERS = re.compile(r"<id>|<n>|…")
 
 
 @dataclass(slots=True)
@@ -41,11 +58,27 @@ class FlowStats:
         return None if ended == 0 else self.counts.get(Status.FULFILLED, 0) / ended
 
 
-def _percentile(sorted_values: list[int], fraction: float) -> float | None:
-    if not sorted_values:
+def percentile(sorted_us: list[int], fraction: float) -> float | None:
+    """The nearest-rank percentile of durations in µs, in ms, exact to the µs (one execution of
+    662 µs is 0.662 ms, not rounded into a bucket)."""
+    if not sorted_us:
         return None
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return round(sorted_values[index] / 1000, 1)
+    index = min(len(sorted_us) - 1, max(0, math.ceil(fraction * len(sorted_us)) - 1))
+    return sorted_us[index] / 1000
+
+
+def error_shape(message: str) -> str:
+    """A message with its numbers, ids and quoted values masked: errors that differ only in those
+    are one group."""
+    for pattern, placeholder in _MASKS:
+        message = pattern.sub(placeholder, message)
+    return message
+
+
+def like_pattern(shape: str) -> str:
+    """A LIKE pattern (``\\`` escapes) that matches the messages of a shape."""
+    escaped = shape.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _PLACEHOLDERS.sub("%", escaped)
 
 
 def flow_stats(db: Engine, flow_id: str, *, days: int = 14) -> FlowStats:
@@ -83,6 +116,99 @@ def flow_stats(db: Engine, flow_id: str, *, days: int = 14) -> FlowStats:
                 )
             )
         )
-    return FlowStats(
-        counts, _percentile(durations, 0.5), _percentile(durations, 0.95), list(per_day.values())
-    )
+    return FlowStats(counts, percentile(durations, 0.5), percentile(durations, 0.95), list(per_day.values()))
+
+
+def flow_insights(
+    db: Engine, flow_id: str, *, since: int | None = None, until: int | None = None
+) -> Insights:
+    """Per node of the flow: how often it ran and failed, and how long it took (p50, p95); and its
+    errors grouped by node, type and message shape, most frequent first. Over the latest
+    executions (``RECENT``), or the latest ``RANGE_LIMIT`` that started within ``since``/``until``."""
+    window = select(executions.c.id).where(executions.c.flow_id == flow_id)
+    if since is not None:
+        window = window.where(executions.c.started_at >= since)
+    if until is not None:
+        window = window.where(executions.c.started_at <= until)
+    limit = RECENT if since is None and until is None else RANGE_LIMIT
+    window = window.order_by(executions.c.id.desc()).limit(limit)
+    with db.connect() as connection:
+        ids = [row.id for row in connection.execute(window)]
+        step_rows = connection.execute(
+            select(
+                steps.c.idx,
+                steps.c.node_id,
+                steps.c.node_type,
+                steps.c.status,
+                steps.c.started_at,
+                steps.c.ended_at,
+            ).where(steps.c.execution_id.in_(window.scalar_subquery()))
+        ).all()
+        failed = connection.execute(
+            select(
+                executions.c.id,
+                executions.c.started_at,
+                executions.c.error_node_id,
+                executions.c.error_type,
+                executions.c.error_message,
+            ).where(executions.c.id.in_(window.scalar_subquery()), executions.c.status == Status.ERROR)
+        ).all()
+    return Insights(executions=len(ids), nodes=_node_insights(step_rows), errors=_error_groups(failed))
+
+
+@dataclass(slots=True)
+class _NodeRuns:
+    node_type: str
+    index: int
+    runs: int = 0
+    errors: int = 0
+    took: list[int] = field(default_factory=list)
+
+
+def _node_insights(rows: Sequence[Row[Any]]) -> list[NodeInsight]:
+    nodes: dict[str, _NodeRuns] = {}
+    for row in rows:
+        node = nodes.setdefault(row.node_id, _NodeRuns(row.node_type, row.idx))
+        node.index = min(node.index, row.idx)
+        if row.status in (StepStatus.FULFILLED, StepStatus.ERROR):
+            node.runs += 1
+            node.errors += row.status == StepStatus.ERROR
+            if row.ended_at is not None:
+                node.took.append(row.ended_at - row.started_at)
+    insights = []
+    for node_id, node in sorted(nodes.items(), key=lambda item: item[1].index):
+        took = sorted(node.took)
+        insights.append(
+            NodeInsight(
+                node_id=node_id,
+                node_type=node.node_type,
+                runs=node.runs,
+                errors=node.errors,
+                error_rate=node.errors / node.runs if node.runs else 0.0,
+                p50_ms=percentile(took, 0.5),
+                p95_ms=percentile(took, 0.95),
+            )
+        )
+    return insights
+
+
+def _error_groups(rows: Sequence[Row[Any]]) -> list[ErrorGroup]:
+    groups: dict[tuple[str | None, str, str], ErrorGroup] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        key = (row.error_node_id, row.error_type, error_shape(row.error_message or ""))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = ErrorGroup(
+                node_id=row.error_node_id,
+                type=ErrorType(row.error_type),
+                message=key[2],
+                count=1,
+                first_seen=row.started_at,
+                last_seen=row.started_at,
+                example_execution_id=row.id,
+            )
+        else:
+            group.count += 1
+            group.last_seen = max(group.last_seen, row.started_at)
+            group.example_execution_id = row.id  # the latest: ids sort by time
+    return sorted(groups.values(), key=lambda group: (-group.count, -group.last_seen))

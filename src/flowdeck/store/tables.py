@@ -145,6 +145,17 @@ execution_days = Table(
     Column("n", BigInteger, nullable=False),
 )
 
+# Each top-level argument of each execution, as text (a string as it is, anything else as its JSON
+# text; a long one as its hash): the list's param filter finds the newest matches from this index.
+execution_params = Table(
+    "execution_params",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("execution_id", ID, primary_key=True),
+    sqlite_with_rowid=False,
+)
+
 # Every revision of every flow, so that an execution's nodes are known by the revision it ran.
 flow_revisions = Table(
     "flow_revisions",

@@ -3,10 +3,12 @@ capped. A value longer than the cap is replaced by a marker that says what was c
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 PREVIEW_CHARS = 80
+PARAM_CHARS = 200  # a longer argument is kept for search as its hash
 
 
 def encode_value(value: Any, max_bytes: int) -> tuple[str, bool]:
@@ -45,3 +47,22 @@ def params_preview(params: Any) -> str:
         shown = "…"
     text = " ".join(f"{name}: {shown}".split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def param_value(value: Any) -> str:
+    """An argument as the param filter compares it: a string as it is, anything else as its JSON
+    text; one longer than ``PARAM_CHARS`` as ``sha256:<hash>`` of that text (both sides alike)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) > PARAM_CHARS:
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def param_pairs(arguments: Any) -> list[tuple[str, str]]:
+    """The top-level arguments to index for the param filter (keys too long to search are left out)."""
+    if not isinstance(arguments, dict):
+        return []
+    try:
+        return [(key, param_value(value)) for key, value in arguments.items() if len(key) <= PARAM_CHARS]
+    except (RecursionError, ValueError, TypeError):
+        return []

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, literal_column, update
 from sqlalchemy.dialects import sqlite
 
 from flowdeck.states import ErrorType, Status, StepStatus, Transport
-from flowdeck.store.tables import executions, steps
+from flowdeck.store.tables import execution_params, executions, steps
 
 EVENTS_CHANNEL = "flowdeck_events"  # PostgreSQL NOTIFY channel of execution events
 
@@ -64,6 +64,14 @@ class StepRow(TypedDict):
     remote: str | None
 
 
+class ParamRow(TypedDict):
+    """A top-level argument of a new execution, for the param filter."""
+
+    execution_id: str
+    key: str
+    value: str
+
+
 class FinishRow(TypedDict):
     """An execution's end."""
 
@@ -79,6 +87,7 @@ class FinishRow(TypedDict):
 
 EXECUTION_FIELDS = tuple(ExecutionRow.__annotations__)
 STEP_FIELDS = tuple(StepRow.__annotations__)
+PARAM_FIELDS = tuple(ParamRow.__annotations__)
 FINISH_FIELDS = tuple(FinishRow.__annotations__)[1:]  # what an end sets, by execution_id
 # what a step's later state changes: all but what names it and when it started
 _STEP_KEPT = ("execution_id", "index", "node_id", "node_type", "started_at")
@@ -92,9 +101,11 @@ def step_column(name: str) -> str:
 
 @dataclass(slots=True)
 class Batch:
-    """Rows for one transaction: new executions, step states (one per step), final states."""
+    """Rows for one transaction: new executions and their arguments, step states (one per step),
+    final states."""
 
     executions: list[ExecutionRow] = field(default_factory=list)
+    params: list[ParamRow] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
     finishes: list[FinishRow] = field(default_factory=list)
 
@@ -119,6 +130,8 @@ class SqliteWrites:
             .values(**{name: bindparam(name) for name in FINISH_FIELDS})
         )
         self._insert = str(insert(executions).compile(dialect=dialect, column_keys=list(EXECUTION_FIELDS)))
+        params = insert(execution_params).prefix_with("OR IGNORE")
+        self._params = str(params.compile(dialect=dialect, column_keys=list(PARAM_FIELDS)))
         self._upsert = str(upsert.compile(dialect=dialect))
         self._finish = str(finish.compile(dialect=dialect))
 
@@ -127,6 +140,7 @@ class SqliteWrites:
         try:
             for sql, rows in (
                 (self._insert, batch.executions),
+                (self._params, batch.params),
                 (self._upsert, batch.steps),
                 (self._finish, batch.finishes),
             ):
@@ -141,7 +155,9 @@ class SqliteWrites:
 
 
 @functools.lru_cache(maxsize=256)
-def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int, n_notices: int = 0) -> str:
+def postgres_batch_sql(
+    n_executions: int, n_params: int, n_steps: int, n_finishes: int, n_notices: int = 0
+) -> str:
     """One statement for a whole batch: on a network, each round trip costs more than the rows, so the
     inserts, the step upserts and the final updates go as data-modifying CTEs of a single statement
     (one round trip, one commit in autocommit mode). ``n_notices`` payloads follow as ``pg_notify``
@@ -155,6 +171,12 @@ def postgres_batch_sql(n_executions: int, n_steps: int, n_finishes: int, n_notic
         template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in EXECUTION_FIELDS) + ")"
         parts.append(
             f"INSERT INTO executions ({', '.join(EXECUTION_FIELDS)}) VALUES {rows(n_executions, template)}"
+        )
+    if n_params:
+        template = "(" + ", ".join(["%s"] * len(PARAM_FIELDS)) + ")"
+        parts.append(
+            f"INSERT INTO execution_params ({', '.join(PARAM_FIELDS)}) VALUES {rows(n_params, template)} "
+            "ON CONFLICT DO NOTHING"
         )
     if n_steps:
         template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in STEP_FIELDS) + ")"
@@ -196,6 +218,8 @@ def postgres_batch_params(batch: Batch, notices: list[str] | None = None) -> lis
     params: list[Any] = []
     for execution in batch.executions:
         params.extend(execution[c] for c in EXECUTION_FIELDS)  # type: ignore[literal-required]
+    for param in batch.params:
+        params.extend(param[c] for c in PARAM_FIELDS)  # type: ignore[literal-required]
     for step in batch.steps:
         params.extend(step[c] for c in STEP_FIELDS)  # type: ignore[literal-required]
     for end in batch.finishes:

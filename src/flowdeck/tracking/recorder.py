@@ -21,8 +21,8 @@ from flowdeck.errors import RecordingFailed
 from flowdeck.events import Event
 from flowdeck.records import ExecutionSummary, StepChange
 from flowdeck.states import Status, StepStatus, Transport
-from flowdeck.store.values import encode_value, params_preview
-from flowdeck.store.writes import ExecutionRow, FinishRow, StepRow
+from flowdeck.store.values import encode_value, param_pairs, params_preview
+from flowdeck.store.writes import ExecutionRow, FinishRow, ParamRow, StepRow
 from flowdeck.times import duration_ms
 from flowdeck.tracking.secrets import has_secrets, mask
 from flowdeck.tracking.writer import Writer
@@ -99,8 +99,12 @@ class Recorder:
             rerun_of=None,
             trace_id=None,
         )
+        params = [
+            ParamRow(execution_id=run.execution_id, key=key, value=value)
+            for key, value in param_pairs(initial)
+        ]
         try:
-            await self._writer.start_execution(row, *self._summary_event(run))
+            await self._writer.start_execution(row, params, *self._summary_event(run))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

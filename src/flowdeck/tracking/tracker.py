@@ -99,10 +99,12 @@ class Tracker:
         parent: Parent | None = None,
         depth: int = 1,
         deadline: float | None = None,
+        cancelled_by: str | None = None,
     ) -> Run:
         """Run a flow, recorded; ``watcher`` is told the same as the recorder, after it (progress
-        reporting); a child flow's run has its ``parent``, ``depth`` and its parent's ``deadline``.
-        Raises :class:`~flowdeck.errors.RecordingFailed` when the execution can't be recorded."""
+        reporting); a child flow's run has its ``parent``, ``depth`` and its parent's ``deadline``;
+        ``cancelled_by`` says who may cancel it (``the client``). Raises
+        :class:`~flowdeck.errors.RecordingFailed` when the execution can't be recorded."""
         recorder = self.recorder(call)
         return await run_flow(
             flow,
@@ -114,6 +116,7 @@ class Tracker:
             parent=parent,
             depth=depth,
             deadline=deadline,
+            cancelled_by=cancelled_by,
         )
 
     def _beat(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -38,6 +39,7 @@ from flowdeck.store.writes import (
     Batch,
     ExecutionRow,
     FinishRow,
+    ParamRow,
     SqliteWrites,
     StepRow,
     postgres_batch_params,
@@ -46,8 +48,8 @@ from flowdeck.store.writes import (
 
 log = logging.getLogger("flowdeck.tracking")
 
-# what a write is: a new execution, a step's state, an execution's end
-EXECUTION, STEP, FINISH = "execution", "step", "finish"
+# what a write is: a new execution, one of its arguments, a step's state, an execution's end
+EXECUTION, PARAM, STEP, FINISH = "execution", "param", "step", "finish"
 # how long step writes may wait to share a transaction: well below what a person watching notices
 STEP_DELAY_S = 0.05
 MAX_BATCH = 2000
@@ -55,7 +57,7 @@ CONNECT_TIMEOUT_S = 5
 # how often the writes kept while the database is away are tried again
 RETRY_S = 1.0
 
-Row = ExecutionRow | StepRow | FinishRow
+Row = ExecutionRow | ParamRow | StepRow | FinishRow
 Op = tuple[str, Row, "asyncio.Future[None] | None"]
 
 
@@ -126,7 +128,9 @@ class _Postgres:
                 self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         notices = notify_payloads(events)
-        sql = postgres_batch_sql(len(batch.executions), len(batch.steps), len(batch.finishes), len(notices))
+        sql = postgres_batch_sql(
+            len(batch.executions), len(batch.params), len(batch.steps), len(batch.finishes), len(notices)
+        )
         try:
             await self._connection.execute(sql, postgres_batch_params(batch, notices), prepare=True)
         except psycopg.OperationalError:
@@ -180,20 +184,25 @@ class Writer:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(STEP_DELAY_S, self._ready.set)
 
-    async def start_execution(self, row: ExecutionRow, *events: Event) -> None:
-        """Write a new execution's ``pending`` row now and wait for the commit."""
-        await self._commit(EXECUTION, row, events)
+    async def start_execution(self, row: ExecutionRow, params: list[ParamRow], *events: Event) -> None:
+        """Write a new execution's ``pending`` row (and its arguments for search) now and wait for
+        the commit."""
+        await self._commit(EXECUTION, row, events, [(PARAM, param, None) for param in params])
 
     async def finish_execution(self, row: FinishRow, *events: Event) -> None:
         """Write an execution's end now and wait for the commit."""
         await self._commit(FINISH, row, events)
 
-    async def _commit(self, kind: str, row: Row, events: tuple[Event, ...]) -> None:
-        """Write now and wait for the commit; raise the database's error if it fails. A caller that is
-        cancelled while waiting does not stop the write."""
+    async def _commit(
+        self, kind: str, row: Row, events: tuple[Event, ...], with_it: Sequence[Op] = ()
+    ) -> None:
+        """Write now (``with_it`` in the same transaction) and wait for the commit; raise the
+        database's error if it fails. A caller that is cancelled while waiting does not stop the
+        write."""
         if self._closed or self._task is None:
             raise WriterClosed("the execution writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commits.extend(with_it)
         self._commits.append((kind, row, future))
         self._events.extend(events)
         if self._backend.inline and not self._flushing.locked():
@@ -299,7 +308,12 @@ class Writer:
 
 def _batch(ops: list[Op]) -> Batch:
     batch = Batch()
-    target: dict[str, list[Any]] = {EXECUTION: batch.executions, STEP: batch.steps, FINISH: batch.finishes}
+    target: dict[str, list[Any]] = {
+        EXECUTION: batch.executions,
+        PARAM: batch.params,
+        STEP: batch.steps,
+        FINISH: batch.finishes,
+    }
     for kind, row, _ in ops:
         target[kind].append(row)
     return batch

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from flowdeck.states import ErrorType, Status, StepStatus
-from flowdeck.times import duration_text, exact, iso, relative
+from flowdeck.times import clock, duration_text, exact, iso, relative
 
 STATUS_TEXT = {
     Status.PENDING: "Pending - Execution in progress",
@@ -39,7 +39,21 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-FILTERS = {"relative": relative, "exact": exact, "duration": duration_text, "pretty": pretty, "iso": iso}
+def utc_input(us: int | None) -> str:
+    """A stored time as a datetime-local input shows it (UTC, to the second)."""
+    text = iso(us)
+    return "" if text is None else text[:19]
+
+
+FILTERS = {
+    "relative": relative,
+    "exact": exact,
+    "clock": clock,
+    "duration": duration_text,
+    "pretty": pretty,
+    "iso": iso,
+    "utc_input": utc_input,
+}
 GLOBALS = {
     "status_text": status_text,
     "STATUS_MARK": STATUS_MARK,

@@ -1,25 +1,26 @@
-"""Page routes. Every state has its URL (`?page=N&execution=ID`); the script swaps in the same
-fragments these routes render, so a page works before, and without, the script."""
+"""Page routes. Every state has its URL (`?status=error&param.city=Paris&page=N&execution=ID`); the
+script swaps in the same fragments these routes render, so a page works before, and without, the
+script. What a person asks for that can't be shown (`?page=abc`, a status that does not exist) is a
+page that says why, never raw JSON."""
 
 from __future__ import annotations
 
-import re
+import json
 import shlex
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import yaml
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
-from flowdeck.errors import ExecutionNotFound
+from flowdeck.errors import ExecutionNotFound, InvalidQuery
 from flowdeck.records import Execution, Remote
-from flowdeck.states import Status
 from flowdeck.store.flows import FlowRecord, definition_at, get_flow, list_flows
-from flowdeck.store.reads import execution_exists, get_execution, list_executions
-from flowdeck.store.stats import flow_stats
+from flowdeck.store.reads import PARAM_PREFIX, Filter, execution_exists, get_execution, list_executions
+from flowdeck.store.stats import flow_insights, flow_stats
 from flowdeck.web.chart import chart
 from flowdeck.web.rendering import templates
 from flowdeck.web.timeline import timeline
@@ -33,17 +34,57 @@ def _db(request: Request) -> Engine:
     return request.app.state.runtime.db
 
 
-def call_line(flow: FlowRecord) -> str:
-    """A `flowdeck call` line that runs the flow, with a placeholder for each required argument."""
+# an example value of each JSON Schema type, when a property's schema gives none of its own
+_EXAMPLES = {"integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}, "string": "text"}
+
+
+def call_line(flow: FlowRecord, mcp_url: str) -> str:
+    """A `flowdeck call` line that runs the flow on this server, with an example value for each
+    required argument, taken from its schema (its examples, default or first allowed value)."""
     schema = flow.definition.get("input_schema") or {}
     properties = schema.get("properties") or {}
-    examples = {"integer": "1", "number": "1.5", "boolean": "true", "array": "[]", "object": "{}"}
-    words = ["flowdeck", "call", flow.name]
+    words = ["flowdeck", "call", flow.name, "--url", mcp_url]
     for name in schema.get("required") or []:
-        example = examples.get((properties.get(name) or {}).get("type"), "…")
-        key = name if re.fullmatch(r"[\w-]+", name) else shlex.quote(name)
-        words.append(f"{key}={example}")
+        words.append(shlex.quote(f"{name}={_example_text(properties.get(name) or {})}"))
     return " ".join(words)
+
+
+def _example_text(schema: dict[str, Any]) -> str:
+    if schema.get("examples"):
+        value = schema["examples"][0]
+    elif "default" in schema:
+        value = schema["default"]
+    elif schema.get("enum"):
+        value = schema["enum"][0]
+    else:
+        kind = schema.get("type")
+        value = _EXAMPLES.get(kind[0] if isinstance(kind, list) and kind else kind, "text")  # type: ignore[arg-type]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _mcp_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/mcp"
+
+
+def _page_number(text: str | None) -> int:
+    if text in (None, ""):
+        return 1
+    if not text.isdigit() or int(text) < 1:  # type: ignore[union-attr]
+        raise InvalidQuery(f"page must be a number from 1, not {text!r}")
+    return int(text)  # type: ignore[arg-type]
+
+
+def _usage_filter(request: Request, flow_id: str) -> Filter:
+    """The Usage tab's filter from its URL. The filter form's ``param=KEY=VALUE`` (a person's
+    spelling) is ``param.KEY=VALUE`` (the URL's)."""
+    query = dict(request.query_params)
+    for pair in request.query_params.getlist("param"):
+        key, sep, value = pair.partition("=")
+        if sep and key:
+            query[f"{PARAM_PREFIX}{key.strip()}"] = value.strip()
+        elif pair.strip():
+            raise InvalidQuery(f"an argument filter is KEY=VALUE, not {pair!r}")
+    return Filter.from_query(query, flow_id=flow_id)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -51,7 +92,7 @@ def index(request: Request) -> HTMLResponse:
     db = _db(request)
     rows = []
     for flow in list_flows(db, include_deleted=True):
-        newest = list_executions(db, flow_id=flow.id, per_page=1)  # the last one, and the total
+        newest = list_executions(db, Filter(flow_id=flow.id), per_page=1)  # the last one, and the total
         rows.append({"flow": flow, "last": newest.items[0] if newest.items else None, "total": newest.total})
     live = [row for row in rows if not row["flow"].deleted]
     deleted = [row for row in rows if row["flow"].deleted]
@@ -59,7 +100,7 @@ def index(request: Request) -> HTMLResponse:
 
 
 def _flow_page(request: Request, flow: FlowRecord, tab: str, extra: dict[str, Any]) -> HTMLResponse:
-    context = {"flow": flow, "tab": tab, "call_line": call_line(flow), **extra}
+    context = {"flow": flow, "tab": tab, "call_line": call_line(flow, _mcp_url(request)), **extra}
     return templates.TemplateResponse(request, f"flow_{tab}.html", context)
 
 
@@ -70,15 +111,24 @@ def flow_definition(request: Request, flow_id: str) -> HTMLResponse:
     return _flow_page(request, flow, "definition", {"yaml": text, "nodes": flow.definition.get("nodes", [])})
 
 
-def _usage_main(db: Engine, flow: FlowRecord, page: int) -> dict[str, Any]:
-    listing = list_executions(db, flow_id=flow.id, page=page, per_page=PER_PAGE)
+def _usage_main(request: Request, flow: FlowRecord, where: Filter, page: int) -> dict[str, Any]:
+    """The totals, the chart, and the page of the list the filter and the page number say; a page
+    past the last is the last."""
+    db = _db(request)
+    listing = list_executions(db, where, page=page, per_page=PER_PAGE)
+    if page > listing.pages:
+        listing = list_executions(db, where, page=listing.pages, per_page=PER_PAGE)
     stats = flow_stats(db, flow.id)
+    query = where.query()
     return {
         "flow": flow,
         "listing": listing,
         "stats": stats,
         "bars": chart(stats),
-        "call_line": call_line(flow),
+        "call_line": call_line(flow, _mcp_url(request)),
+        "where": where,
+        "filtered": bool(query),
+        "query": urlencode(query),
     }
 
 
@@ -126,24 +176,53 @@ def _remote_link(request: Request, remote: Remote) -> str | None:
     return f"{parts.scheme}://{parts.netloc}/executions/{remote.execution_id}"
 
 
-@router.get("/flows/{flow_id}/usage", response_class=HTMLResponse)
+@router.get("/flows/{flow_id}/usage", response_class=HTMLResponse, response_model=None)
 def flow_usage(
-    request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
-) -> HTMLResponse:
+    request: Request, flow_id: str, page: str | None = None, execution: str | None = None
+) -> Response:
     db = _db(request)
     flow = get_flow(db, flow_id)
-    main = {**_usage_main(db, flow, page), **_detail(request, execution), "selected": execution}
-    return _flow_page(request, flow, "usage", main)
+    if execution:
+        elsewhere = _flow_of(db, execution)
+        if elsewhere is not None and elsewhere != flow_id:  # opened under its own flow
+            return RedirectResponse(f"/flows/{elsewhere}/usage?execution={execution}", status_code=303)
+    where = _usage_filter(request, flow_id)
+    main = _usage_main(request, flow, where, _page_number(page))
+    insights = flow_insights(db, flow_id, since=where.since, until=where.until)
+    context = {**main, **_detail(request, execution), "selected": execution, "insights": insights}
+    return _flow_page(request, flow, "usage", context)
 
 
 @router.get("/flows/{flow_id}/usage/main", response_class=HTMLResponse)
 def flow_usage_main(
-    request: Request, flow_id: str, page: int = Query(1, ge=1), execution: str | None = None
+    request: Request, flow_id: str, page: str | None = None, execution: str | None = None
 ) -> HTMLResponse:
     """The stats, the list and its pages, for the script to swap in."""
-    db = _db(request)
-    context = {**_usage_main(db, get_flow(db, flow_id), page), "selected": execution}
+    flow = get_flow(_db(request), flow_id)
+    context = {
+        **_usage_main(request, flow, _usage_filter(request, flow_id), _page_number(page)),
+        "selected": execution,
+    }
     return templates.TemplateResponse(request, "_usage_main.html", context)
+
+
+@router.get("/flows/{flow_id}/usage/insights", response_class=HTMLResponse)
+def flow_usage_insights(request: Request, flow_id: str) -> HTMLResponse:
+    """The insights of the filter's time range, for the script to swap in."""
+    db = _db(request)
+    flow = get_flow(db, flow_id)
+    where = _usage_filter(request, flow_id)
+    insights = flow_insights(db, flow_id, since=where.since, until=where.until)
+    return templates.TemplateResponse(
+        request, "_insights.html", {"flow": flow, "insights": insights, "where": where}
+    )
+
+
+def _flow_of(db: Engine, execution_id: str) -> str | None:
+    try:
+        return get_execution(db, execution_id).flow_id
+    except ExecutionNotFound:
+        return None
 
 
 @router.get("/executions/{execution_id}/panel", response_class=HTMLResponse)
@@ -162,11 +241,19 @@ def execution_page(request: Request, execution_id: str) -> RedirectResponse:
 
 @router.get("/executions", response_class=HTMLResponse)
 def all_executions(
-    request: Request, flow: str | None = None, status: str | None = None, page: int = Query(1, ge=1)
+    request: Request, flow: str | None = None, status: str | None = None, page: str | None = None
 ) -> HTMLResponse:
     db = _db(request)
-    chosen = Status(status) if status in Status.__members__.values() else None
+    where = Filter.from_query({"status": status or ""}, flow_id=flow or None)
     flows = list_flows(db, include_deleted=True)
-    listing = list_executions(db, flow_id=flow or None, status=chosen, page=page, per_page=PER_PAGE)
-    context = {"flows": flows, "listing": listing, "flow_filter": flow or "", "status_filter": chosen or ""}
+    number = _page_number(page)
+    listing = list_executions(db, where, page=number, per_page=PER_PAGE)
+    if number > listing.pages:
+        listing = list_executions(db, where, page=listing.pages, per_page=PER_PAGE)
+    context = {
+        "flows": flows,
+        "listing": listing,
+        "flow_filter": flow or "",
+        "status_filter": where.status or "",
+    }
     return templates.TemplateResponse(request, "executions.html", context)

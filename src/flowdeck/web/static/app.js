@@ -1,5 +1,6 @@
-// flowdeck: in-place selection and live updates of the Usage tab. The pages work without this
-// script (every state is a URL); it swaps in the same server-rendered fragments.
+// flowdeck: in-place selection, filters and live updates of the Usage tab. The pages work without
+// this script (every state is a URL, the forms are plain GET forms); it swaps in the same
+// server-rendered fragments.
 (() => {
   "use strict";
 
@@ -13,6 +14,7 @@
     setTimeout(() => { button.textContent = "Copy"; }, 1500);
   });
 
+  // times: how long ago (kept fresh), and start times in the reader's own time zone
   const relative = (us) => {
     const seconds = (Date.now() * 1000 - us) / 1e6;
     if (seconds < 45) return "just now";
@@ -21,31 +23,81 @@
     }
     return "just now";
   };
+  const two = (n) => String(n).padStart(2, "0");
+  const clock = (us) => {
+    const moment = new Date(us / 1000);
+    const time = `${two(moment.getHours())}:${two(moment.getMinutes())}:${two(moment.getSeconds())}`;
+    if (moment.toDateString() === new Date().toDateString()) return time;
+    return `${moment.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ${time}`;
+  };
+  const localize = (root) => {
+    root.querySelectorAll("time[data-clock]").forEach((t) => {
+      const us = Number(t.dataset.clock);
+      t.textContent = clock(us);
+      t.title = `${relative(us)} · ${new Date(us / 1000).toLocaleString()}`;
+    });
+  };
+  localize(document);
   setInterval(() => {
     document.querySelectorAll("time[data-relative]").forEach((t) => { t.textContent = relative(Number(t.dataset.relative)); });
+    localize(document);
   }, 30000);
+
+  // Escape hides a tooltip until the pointer or the focus moves on
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const holder = document.activeElement && document.activeElement.closest("a, .status-dot");
+    if (holder) holder.classList.add("tooltip-off");
+    document.querySelectorAll(".status-dot:hover, a:hover").forEach((el) => el.classList.add("tooltip-off"));
+  });
+  const clear = (event) => { if (event.target.classList) event.target.classList.remove("tooltip-off"); };
+  document.addEventListener("focusout", clear);
+  document.addEventListener("mouseout", clear);
 
   const usage = document.querySelector("[data-usage]");
   if (!usage) return;
   const flowId = usage.dataset.flowId;
   const main = document.getElementById("usage-main");
   const detail = document.getElementById("usage-detail");
+  const insights = document.getElementById("usage-insights");
+  const form = usage.querySelector("[data-testid=filters]");
+  const lost = document.querySelector("[data-testid=connection-lost]");
+  const deleted = document.querySelector("[data-testid=flow-deleted]");
   const placeholder = '<div class="placeholder" data-testid="detail-placeholder"><p>Select an execution to see its arguments, the data after each node and, if it failed, why.</p></div>';
   let page = Number(usage.dataset.page) || 1;
   let selected = usage.dataset.selected || null;
-  let fresh = 0; // executions started since this page was shown, when it is not page 1
+  let query = usage.dataset.query || ""; // the filter, as the URL says it (but page and execution)
+  let known = Number(usage.dataset.total) || 0; // matching executions when this page was shown
 
-  const here = () => `/flows/${flowId}/usage?page=${page}` + (selected ? `&execution=${encodeURIComponent(selected)}` : "");
+  const here = () => `/flows/${flowId}/usage?` + [query, `page=${page}`, selected && `execution=${encodeURIComponent(selected)}`].filter(Boolean).join("&");
+  const narrow = () => window.matchMedia("(max-width: 900px)").matches;
 
   async function loadMain() {
-    const response = await fetch(`/flows/${flowId}/usage/main?page=${page}` + (selected ? `&execution=${encodeURIComponent(selected)}` : ""));
-    if (response.ok) { main.innerHTML = await response.text(); fresh = 0; }
+    const response = await fetch(`/flows/${flowId}/usage/main?` + [query, `page=${page}`, selected && `execution=${encodeURIComponent(selected)}`].filter(Boolean).join("&"));
+    if (!response.ok) return;
+    main.innerHTML = await response.text();
+    const listed = main.querySelector("[data-testid=listed]");
+    page = Number(listed.dataset.page) || page; // a page past the last is the last
+    known = Number(listed.dataset.total) || 0;
+    localize(main);
+    markSelected();
   }
 
   async function loadDetail() {
+    usage.classList.toggle("detail-open", Boolean(selected));
     if (!selected) { detail.innerHTML = placeholder; return; }
     const response = await fetch(`/executions/${encodeURIComponent(selected)}/panel`);
-    if (response.ok) detail.innerHTML = await response.text();
+    if (response.ok) { detail.innerHTML = await response.text(); localize(detail); }
+  }
+
+  async function loadInsights() {
+    const response = await fetch(`/flows/${flowId}/usage/insights?${query}`);
+    if (response.ok) { insights.innerHTML = await response.text(); localize(insights); }
+  }
+
+  async function total(filter) {
+    const response = await fetch(`/api/flows/${flowId}/executions?` + [filter, "per_page=1"].filter(Boolean).join("&"));
+    return response.ok ? (await response.json()).total : known;
   }
 
   function markSelected() {
@@ -54,13 +106,44 @@
     });
   }
 
-  main.addEventListener("click", async (event) => {
+  async function select(id) {
+    selected = id;
+    markSelected();
+    history.pushState(null, "", here());
+    await loadDetail();
+    if (narrow()) usage.scrollIntoView({ block: "start" });
+  }
+
+  function fromUrl(url) {
+    const params = new URLSearchParams(url.search);
+    page = Number(params.get("page")) || 1;
+    selected = params.get("execution");
+    params.delete("page");
+    params.delete("execution");
+    query = params.toString();
+  }
+
+  async function filterBy(params) {
+    query = params.toString();
+    page = 1;
+    history.pushState(null, "", here());
+    await Promise.all([loadMain(), loadInsights()]);
+  }
+
+  usage.addEventListener("click", async (event) => {
     if (event.metaKey || event.ctrlKey || event.shiftKey) return; // a new tab keeps its own URL
     const choice = event.target.closest("[data-select]");
-    if (choice) {
+    if (choice) { event.preventDefault(); await select(choice.dataset.select); return; }
+    const group = event.target.closest("[data-filter]");
+    if (group) {
       event.preventDefault();
-      selected = choice.dataset.select;
-      markSelected();
+      await filterBy(new URL(group.href, location.href).searchParams);
+      return;
+    }
+    const back = event.target.closest("[data-testid=back-to-list]");
+    if (back) {
+      event.preventDefault();
+      selected = null;
       history.pushState(null, "", here());
       await loadDetail();
       return;
@@ -74,11 +157,49 @@
     }
   });
 
+  usage.addEventListener("submit", async (event) => {
+    const jump = event.target.closest("[data-testid=page-jump]");
+    if (jump) {
+      event.preventDefault();
+      page = Math.max(1, Number(jump.elements.page.value) || 1);
+      history.pushState(null, "", here());
+      await loadMain();
+      return;
+    }
+    if (event.target !== form) return;
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const [name, value] of new FormData(form)) {
+      if (!value) continue;
+      if (name === "param") {
+        const at = value.indexOf("=");
+        if (at > 0) params.append(`param.${value.slice(0, at).trim()}`, value.slice(at + 1).trim());
+      } else if (name === "since" || name === "until") {
+        params.append(name, value.length === 16 ? `${value}:00Z` : `${value}Z`); // the inputs say UTC
+      } else {
+        params.append(name, value);
+      }
+    }
+    await filterBy(params);
+  });
+  form.elements.status.addEventListener("change", () => form.requestSubmit());
+
+  // Up and Down move the selection in the list; Enter (on the focused row's link) opens it
+  main.addEventListener("keydown", async (event) => {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    const rows = [...main.querySelectorAll("[data-testid=execution-item] [data-select]")];
+    if (!rows.length) return;
+    event.preventDefault();
+    const at = rows.indexOf(document.activeElement.closest("[data-select]"));
+    const next = rows[Math.min(rows.length - 1, Math.max(0, at === -1 ? 0 : at + (event.key === "ArrowDown" ? 1 : -1)))];
+    next.focus();
+    await select(next.dataset.select);
+    next.focus();
+  });
+
   window.addEventListener("popstate", async () => {
-    const url = new URL(location.href);
-    page = Number(url.searchParams.get("page")) || 1;
-    selected = url.searchParams.get("execution");
-    await Promise.all([loadMain(), loadDetail()]);
+    fromUrl(new URL(location.href));
+    await Promise.all([loadMain(), loadDetail(), loadInsights()]);
   });
 
   // live: at most one refresh of each part in flight, and a last one after the burst
@@ -94,20 +215,31 @@
     };
     return run;
   };
-  const refreshMain = refresher(async () => { await loadMain(); markSelected(); });
+  const refreshMain = refresher(loadMain);
   const refreshDetail = refresher(loadDetail);
+  // on another page the list stays put: the totals move, and a link says how many new ones match
+  const refreshCounts = refresher(async () => {
+    const matching = await total(query);
+    const all = query ? await total("") : matching;
+    const stat = main.querySelector("[data-testid=stat-total]");
+    if (stat) stat.textContent = all.toLocaleString("en-US");
+    const fresh = matching - known;
+    const link = main.querySelector("[data-testid=new-executions]");
+    if (link && fresh > 0) { link.hidden = false; link.dataset.page = "1"; link.textContent = `${fresh} new — show`; }
+  });
 
   const source = new EventSource(`/api/flows/${flowId}/events`);
+  let broken = false;
+  source.addEventListener("open", () => {
+    lost.hidden = true;
+    if (broken) { broken = false; refreshMain(); refreshDetail(); } // catch up on what was missed
+  });
+  source.addEventListener("error", () => { broken = true; lost.hidden = false; });
   source.addEventListener("execution", (event) => {
     const summary = JSON.parse(event.data);
-    if (page === 1) {
-      refreshMain();
-    } else if (summary.status === "pending" && summary.steps_done === 0 && !main.querySelector(`[data-execution-id="${summary.id}"]`)) {
-      fresh += 1; // another page: the list stays where the user is; a link says what is new
-      const link = main.querySelector("[data-testid=new-executions]");
-      if (link) { link.hidden = false; link.dataset.page = "1"; link.textContent = `${fresh} new — show`; }
-    }
+    if (page === 1) refreshMain(); else refreshCounts();
     if (summary.id === selected) refreshDetail();
   });
   source.addEventListener("reload", () => { refreshMain(); refreshDetail(); });
+  source.addEventListener("deleted", () => { deleted.hidden = false; });
 })();

@@ -40,8 +40,10 @@ $(EVERYTHING):
 
 everything: $(EVERYTHING)
 
+# two workers, a test file each at a time (a file's tests share its servers): most tests wait on
+# servers, processes and a browser, so two keep two cores busy
 test: dev chromium everything
-	$(BIN)/python -m pytest --ignore=tests/reliability
+	$(BIN)/python -m pytest --ignore=tests/reliability -n 2 --dist loadfile
 
 # the crash rounds and the 10,000-call load tests (CI runs them after `make test`), with their figures
 reliability: dev

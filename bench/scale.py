@@ -1,6 +1,6 @@
-"""History at scale: API latency for the first page, the last page and one execution of a flow with
-1,000,000 executions (plus 100,000 over 20 other flows), on SQLite and PostgreSQL; and the bytes
-SQLite stores per execution. QUICK: 100,000 and 10,000."""
+"""History at scale: API latency for the first page, the last page, one execution, an argument search
+and the insights of a flow with 1,000,000 executions (plus 100,000 over 20 other flows), on SQLite
+and PostgreSQL; and the bytes SQLite stores per execution. QUICK: 100,000 and 10,000."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def seed(url: str, main: int, others: int) -> str:
     if db.dialect.name == "postgresql":
         # what autovacuum would do in the next minutes, done now: the figures are of a settled database
         with db.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM (ANALYZE) executions, execution_steps, execution_counts")
+            connection.exec_driver_sql(
+                "VACUUM (ANALYZE) executions, execution_steps, execution_counts, execution_params"
+            )
     db.dispose()
     return flow.id
 
@@ -86,8 +88,32 @@ def measure(url: str, label: str, flow_id: str, *, times: int) -> list[dict[str,
         page1 = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions"), times)
         last = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions", params={"page": pages}), times)
         detail = p95_ms(lambda: http.get(f"/api/executions/{rng.choice(ids)}"), times)
+        searches = _searches(total, rng)
+        search = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions", params=next(searches)), times)
+        combined = {"param.priority": "1", "status": "error"}
+        with_status = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/executions", params=combined), times)
+        insights = p95_ms(lambda: http.get(f"/api/flows/{flow_id}/insights"), times)
     note = f"{total:,} executions of the flow, p95 of {times} sequential requests"
     return [
+        {
+            "name": f"param_search_p95_ms_{label}",
+            "value": search,
+            "unit": "ms",
+            "note": "first page and total of param.order_id=X (1 match), param.customer=X (about 10) or "
+            f"param.priority=1 (a third of all), in turn (goal <= 300); {note}",
+        },
+        {
+            "name": f"param_status_search_p95_ms_{label}",
+            "value": with_status,
+            "unit": "ms",
+            "note": f"param.priority=1 and status=error: a join over a third of all (budget 2,000); {note}",
+        },
+        {
+            "name": f"insights_p95_ms_{label}",
+            "value": insights,
+            "unit": "ms",
+            "note": f"per node and grouped errors of the latest 1,000 (goal <= 200); {note}",
+        },
         {"name": f"list_page1_p95_ms_{label}", "value": page1, "unit": "ms", "note": note},
         {
             "name": f"list_last_page_p95_ms_{label}",
@@ -97,6 +123,15 @@ def measure(url: str, label: str, flow_id: str, *, times: int) -> list[dict[str,
         },
         {"name": f"detail_p95_ms_{label}", "value": detail, "unit": "ms", "note": f"10 steps; {note}"},
     ]
+
+
+def _searches(total: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+    """Argument searches as a person types them: one order (one match), one customer (a handful),
+    a common value (a third of the flow)."""
+    while True:
+        yield {"param.order_id": f"ord-{rng.randrange(total):08d}"}
+        yield {"param.customer": f"cust-{rng.randrange(10**5):05d}"}
+        yield {"param.priority": str(rng.randrange(3))}
 
 
 def usage_rows(url: str, flow_id: str, *, times: int) -> list[dict[str, Any]]:

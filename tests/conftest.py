@@ -56,9 +56,9 @@ def pg_url(pg_cluster: Cluster) -> str:
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-def new_database(request: pytest.FixtureRequest, folder: Path) -> str:
-    """A fresh, migrated database of the kind ``request.param`` names: its URL."""
-    if request.param == "sqlite":
+def new_database(kind: str, folder: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database of a kind (``sqlite``, ``postgres``): its URL."""
+    if kind == "sqlite":
         url = f"sqlite:///{folder / 'flowdeck.db'}"
         db = database.open_database(url)
         database.upgrade(db)
@@ -71,13 +71,13 @@ def new_database(request: pytest.FixtureRequest, folder: Path) -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database of each kind, for each test. A module whose tests share one server makes it
     ``module_database_url`` (its tests must then not count on the database being empty)."""
-    return new_database(request, tmp_path)
+    return new_database(request.param, tmp_path, request)
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database of each kind, for the tests of one module."""
-    return new_database(request, tmp_path_factory.mktemp("shared"))
+    return new_database(request.param, tmp_path_factory.mktemp("shared"), request)
 
 
 @pytest.fixture

@@ -6,12 +6,15 @@ import asyncio
 import signal
 import time
 
+import httpx
 from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store.reads import Filter, get_execution, list_executions
+from flowdeck.times import SECOND_US, now_us
 from flowdeck.tracking import Tracker
 from tests.support.processes import flowdeck_env, start_flowdeck
+from tests.support.server import served
 
 SLOW = """
 name: slow
@@ -44,8 +47,8 @@ def _wait_for_running_node(db: Engine, node_id: str, timeout_s: float = 30) -> s
     raise AssertionError(f"no execution reached node {node_id!r}")
 
 
-def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, db: Engine, add_flow) -> None:
-    add_flow(SLOW)
+def _kill_a_run_in_long_wait(database_url: str, db: Engine) -> str:
+    """SIGKILL a `flows run slow` process while its run waits in `long_wait`; the run's id."""
     victim = start_flowdeck("flows", "run", "slow", env=flowdeck_env(database_url))
     try:
         execution_id = _wait_for_running_node(db, "long_wait")
@@ -53,6 +56,12 @@ def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, d
         victim.wait(10)
     finally:
         victim.kill()
+    return execution_id
+
+
+def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, db: Engine, add_flow) -> None:
+    add_flow(SLOW)
+    execution_id = _kill_a_run_in_long_wait(database_url, db)
     assert get_execution(db, execution_id).status == "pending"
 
     # the next process to start recovers it
@@ -67,6 +76,28 @@ def test_sigkill_mid_node_then_restart_marks_it_interrupted(database_url: str, d
 
     # recovery happens once: a second start finds nothing to mark
     assert _start_a_runner(db, Settings(database_url=database_url)) == 0
+
+
+def test_an_interrupted_end_is_the_last_moment_the_process_was_alive(
+    database_url: str, db: Engine, add_flow
+) -> None:
+    """Recovered over a second after the kill, the end is still at or before the kill, not at the
+    restart."""
+    add_flow(SLOW)
+    execution_id = _kill_a_run_in_long_wait(database_url, db)
+    killed_at = now_us()
+    time.sleep(1.2)
+    recovered_at = now_us()
+    assert _start_a_runner(db, Settings(database_url=database_url)) == 1
+    record = get_execution(db, execution_id)
+    assert record.error.type == "interrupted"
+    long_wait = next(step for step in record.steps if step.node_id == "long_wait")
+    assert long_wait.started_at <= record.ended_at <= killed_at < recovered_at - SECOND_US
+    assert long_wait.ended_at == record.ended_at
+    assert "known to be alive" in record.error.message
+    with served(Settings(database_url=database_url)) as base:  # the details say the end is an estimate
+        panel = httpx.get(f"{base}/executions/{execution_id}/panel").text
+    assert 'data-testid="ended-estimate"' in panel
 
 
 def test_a_stale_heartbeat_marks_a_runner_dead(database_url: str, db: Engine, add_flow) -> None:

@@ -11,9 +11,11 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 
-from flowdeck.store import database
+from flowdeck.flowfiles import load_flow_text
+from flowdeck.store import database, flows
+from flowdeck.store.flows import import_flow
 from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.store.runners import recover
 from flowdeck.store.tables import executions, runners
@@ -149,3 +151,22 @@ def test_racing_recoveries_mark_each_execution_once(pg_url: str) -> None:
     assert list_executions(db, Filter(status="pending")).total == 0
     assert list_executions(db, Filter(status="error")).total == 300
     db.dispose()
+
+
+def test_servers_starting_together_import_the_same_flows_once(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of two servers importing one file at once: the loser finds the flow made by the
+    winner (between its look and its insert) and takes it as it is."""
+    definition = load_flow_text("name: shared\nnodes: []\n").model_dump(mode="json", exclude_none=True)
+    made, _ = import_flow(db, definition)  # the other server, first
+    real_find, looks = flows.find_live_flow, []
+
+    def find_after_the_other(db: Engine, name: str) -> flows.FlowRecord | None:
+        looks.append(name)
+        return None if len(looks) == 1 else real_find(db, name)  # not there yet at the first look
+
+    monkeypatch.setattr(flows, "find_live_flow", find_after_the_other)
+    again, outcome = import_flow(db, definition)
+    assert len(looks) == 2
+    assert (again.id, outcome) == (made.id, "unchanged")

@@ -31,13 +31,15 @@ async def test_stdio_lists_calls_and_records(database_url: str, db: Engine, mode
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append((progress, total, message))
 
-    params = stdio_params(database_url, "--flows", str(EXAMPLES))
+    # several paths after one --flows
+    paths = [str(EXAMPLES / f"{name}.yaml") for name in ("hello", "slow_report", "charge_card")]
+    params = stdio_params(database_url, "--flows", *paths)
     info = types.Implementation(name="desktop-agent", version="3.1")
     async with Client(params, mode=mode, client_info=info) as mcp:
         names = [tool.name for tool in (await mcp.list_tools()).tools]
         result = await mcp.call_tool("slow_report", {"pause_s": 0.01}, progress_callback=on_progress)
         failed = await mcp.call_tool("charge_card", {"amount": 2000})
-    assert "hello" in names and "slow_report" in names
+    assert sorted(names) == ["charge_card", "hello", "slow_report"]
     assert seen == [(1, 3, "gather"), (2, 3, "crunch"), (3, 3, "format")]
     record = get_execution(db, result.meta["flowdeck/execution_id"])
     assert record.transport == "stdio"

@@ -323,7 +323,7 @@ def executions_seed(
     count: Annotated[int, typer.Option("--count", min=1, help="How many executions")] = 1000,
     database_url: Annotated[str | None, typer.Option("--database-url", help="Database URL")] = None,
 ) -> None:
-    """Insert COUNT realistic executions of a flow (10 steps each, spread over 14 days): to try the
+    """Insert COUNT realistic executions of a flow (a step per node, spread over 14 days): to try the
     history at scale."""
     db = _db_of(_with(_settings(), database_url=database_url))
     record = resolve_flow(db, flow)

@@ -3,6 +3,7 @@ and subtract, the same on SQLite and PostgreSQL; shown as ISO 8601 ending in ``Z
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
@@ -82,3 +83,25 @@ def parse_iso(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * SECOND_US)
+
+
+# the time of day in an ISO 8601 text: hours, minutes, seconds and a fraction, as far as given
+_TIME_OF_DAY = re.compile(r"[T ]\d\d(:\d\d(:\d\d([.,]\d+)?)?)?")
+
+
+def parse_iso_end(text: str) -> int:
+    """The last microsecond of the moment a text names, to the precision it is given in: an end
+    of ``14:02:11`` includes 14:02:11.5, one of ``2026-11-30`` the whole day; ValueError if none."""
+    start = parse_iso(text)
+    found = _TIME_OF_DAY.search(text)
+    if found is None:
+        span = DAY_US
+    elif found[1] is None:
+        span = 3600 * SECOND_US
+    elif found[2] is None:
+        span = 60 * SECOND_US
+    elif found[3] is None:
+        span = SECOND_US
+    else:
+        span = 10 ** max(0, 7 - len(found[3]))  # the fraction's digits, after its point
+    return start + span - 1

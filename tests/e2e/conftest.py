@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy import Engine
 
 from flowdeck.settings import Settings
 from flowdeck.store import database
+from tests.conftest import KINDS, new_database
 from tests.support import EXAMPLES
 from tests.support.server import served
 
@@ -48,13 +50,28 @@ class Site:
     settings: Settings
 
 
+@contextmanager
+def serve_examples(database_url: str, port: int | None = None) -> Iterator[Site]:
+    settings = Settings(database_url=database_url)
+    with served(settings, [EXAMPLES], port=port) as base:
+        db = database.open_database(settings.database_url)
+        try:
+            yield Site(base, db, settings)
+        finally:
+            db.dispose()
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ui.db'}")
-    with served(settings, [EXAMPLES]) as base:
-        db = database.open_database(settings.database_url)
-        yield Site(base, db, settings)
-        db.dispose()
+    with serve_examples(f"sqlite:///{tmp_path / 'ui.db'}") as site:
+        yield site
+
+
+@pytest.fixture(params=KINDS)
+def any_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    """The examples served on SQLite and on PostgreSQL."""
+    with serve_examples(new_database(request.param, tmp_path, request)) as site:
+        yield site
 
 
 @pytest.fixture

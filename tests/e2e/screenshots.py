@@ -1,5 +1,5 @@
-"""``make screenshots``: the Usage tab, light and dark, with a failed execution selected, saved to the
-folder given (docs/screenshots)."""
+"""``make screenshots``: the Usage tab, light and dark, with a failed execution selected, and its
+insights panel over a seeded history, saved to the folder given (docs/screenshots)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def main(folder: Path) -> None:
                     page.get_by_test_id("execution-detail").wait_for()
                     page.screenshot(path=str(folder / name))
                     page.close()
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{base}/flows/{flow.id}/usage")
+                page.get_by_test_id("insights").screenshot(path=str(folder / "usage-insights.png"))
+                page.close()
                 browser.close()
             db.dispose()
     print(f"screenshots in {folder}")

@@ -30,9 +30,11 @@ async def eventually(
 
 
 @contextmanager
-def served(settings: Settings, flow_paths: Iterable[Path] = (), *, stateless: bool = False) -> Iterator[str]:
-    """Serve, yield the base URL (``http://127.0.0.1:PORT``), stop."""
-    port = free_port()
+def served(
+    settings: Settings, flow_paths: Iterable[Path] = (), *, stateless: bool = False, port: int | None = None
+) -> Iterator[str]:
+    """Serve (on ``port``, or a free one), yield the base URL (``http://127.0.0.1:PORT``), stop."""
+    port = port or free_port()
     app = create_app(settings, flow_paths=list(flow_paths), stateless=stateless)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -24,6 +24,7 @@ from flowdeck.store.reads import get_execution
 router = APIRouter(tags=["events"])
 
 KEEPALIVE_S = 15
+RECONNECT_MS = 1500  # how soon a browser retries a dropped stream (its default is 3 s or more)
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An event stream"},
     404: {"model": Detail},
@@ -44,7 +45,8 @@ async def _stream(
     catalog = request.app.state.runtime.catalog
     was_live = flow_id is not None and catalog.is_live(flow_id)
     async with watch as queue:
-        yield ServerSentEvent(comment="watching")  # sent at once: the client knows it is connected
+        # sent at once: the client knows it is connected, and to reconnect soon if the stream drops
+        yield ServerSentEvent(comment="watching", retry=RECONNECT_MS)
         while True:
             try:
                 delivered = await asyncio.wait_for(queue.get(), 1.0)

@@ -126,10 +126,17 @@ def definition_at(db: Engine, flow_id: str, revision: int) -> dict[str, Any] | N
 def import_flow(
     db: Engine, definition: dict[str, Any]
 ) -> tuple[FlowRecord, Literal["created", "updated", "unchanged"]]:
-    """Create the flow, or update the live flow of that name when its definition changed."""
+    """Create the flow, or update the live flow of that name when its definition changed. Servers
+    started together on one database import the same files at once: the one that loses the race
+    to create a flow finds it made by the other."""
     existing = find_live_flow(db, definition["name"])
     if existing is None:
-        return create_flow(db, definition), "created"
+        try:
+            return create_flow(db, definition), "created"
+        except NameTaken:
+            existing = find_live_flow(db, definition["name"])
+            if existing is None:  # made and deleted meanwhile: the name is free again
+                raise
     if _dump(existing.definition) == _dump(definition):
         return existing, "unchanged"
     return update_flow(db, existing.id, definition), "updated"

@@ -29,7 +29,7 @@ from flowdeck.states import ErrorType, Status, StepStatus, Transport
 from flowdeck.store.stats import like_pattern
 from flowdeck.store.tables import execution_counts, execution_params, executions, steps
 from flowdeck.store.values import decode_value, param_value
-from flowdeck.times import duration_ms, iso, parse_iso
+from flowdeck.times import duration_ms, iso, parse_iso, parse_iso_end
 
 _STEPS_DONE = (
     select(func.count())
@@ -149,7 +149,7 @@ class Filter:
     flow_id: str | None = None
     status: Status | None = None
     since: int | None = None  # started at or after (µs)
-    until: int | None = None  # started at or before (µs)
+    until: int | None = None  # started at or before (µs; the end of the precision it was given in)
     params: tuple[tuple[str, str], ...] = ()  # top-level argument KEY equals VALUE (as param_value says)
     error_node_id: str | None = None
     error_type: ErrorType | None = None
@@ -212,7 +212,7 @@ def _time(given: Mapping[str, str], name: str) -> int | None:
     if text is None:
         return None
     try:
-        return parse_iso(text)
+        return parse_iso_end(text) if name == "until" else parse_iso(text)
     except ValueError:
         raise InvalidQuery(
             f"{name} must be a time in ISO 8601 (2026-11-30T14:02:11Z), not {text!r}"
@@ -231,15 +231,25 @@ def _id_bound(us: int, *, upper: bool) -> str:
     return f"{stamp[:8]}-{stamp[8:]}-{rest}"
 
 
-def _where(where: Filter) -> tuple[Any, list[Any]]:
-    """The filter as a FROM (executions, joined to one index range per argument, which the newest
-    matches are read from) and its conditions."""
+def _where(where: Filter) -> tuple[Any, Any, list[Any]]:
+    """The filter as a FROM, the id column its pages are read by, and its conditions.
+
+    A flow's search by one argument and nothing else is read from the argument index alone: its
+    count and its newest matches are one range of it, however many executions match. Any other
+    filter reads the executions, joined to one range of that index per argument."""
+    one_argument = Filter(flow_id=where.flow_id, params=where.params[:1])
+    if where.flow_id is not None and len(where.params) == 1 and where == one_argument:
+        (key, value), param = where.params[0], execution_params
+        matching = [param.c.key == key, param.c.value == param_value(value), param.c.flow_id == where.flow_id]
+        return param, param.c.execution_id, matching
     source: Any = executions
     conditions: list[Any] = []
     for n, (key, value) in enumerate(where.params):
         param = execution_params.alias(f"p{n}")
         source = source.join(param, param.c.execution_id == executions.c.id)
         conditions += [param.c.key == key, param.c.value == param_value(value)]
+        if where.flow_id is not None:
+            conditions.append(param.c.flow_id == where.flow_id)
     if where.flow_id is not None:
         conditions.append(executions.c.flow_id == where.flow_id)
     if where.status is not None:
@@ -260,7 +270,7 @@ def _where(where: Filter) -> tuple[Any, list[Any]]:
         conditions.append(executions.c.error_type == where.error_type)
     if where.error_shape is not None:
         conditions.append(executions.c.error_message.like(like_pattern(where.error_shape), escape="\\"))
-    return source, conditions
+    return source, executions.c.id, conditions
 
 
 def list_executions(
@@ -271,7 +281,7 @@ def list_executions(
     The page's ids come from indexes alone; a page in the older half is read from the oldest end
     (ascending, with the smaller offset), so the last page costs what the first does. The total of a
     flow (and a status) comes from the kept counters; of any other filter, from a count."""
-    source, conditions = _where(where)
+    source, id_column, conditions = _where(where)
     offset = (page - 1) * per_page
     items: list[ExecutionSummary] = []
     with db.connect() as connection:
@@ -282,12 +292,12 @@ def list_executions(
                 connection.execute(select(func.count()).select_from(source).where(*conditions)).scalar_one()
             )
         if offset < total:
-            ids = select(executions.c.id).select_from(source).where(*conditions)
+            ids = select(id_column).select_from(source).where(*conditions)
             if offset > total // 2:
                 size = min(per_page, total - offset)
-                ids = ids.order_by(executions.c.id.asc()).limit(size).offset(total - offset - size)
+                ids = ids.order_by(id_column.asc()).limit(size).offset(total - offset - size)
             else:
-                ids = ids.order_by(executions.c.id.desc()).limit(per_page).offset(offset)
+                ids = ids.order_by(id_column.desc()).limit(per_page).offset(offset)
             query = (
                 select(*_SUMMARY_COLUMNS)
                 .where(executions.c.id.in_(ids.scalar_subquery()))

@@ -1,8 +1,9 @@
 """Bulk-inserting realistic executions: for benchmarks, and for trying the UI at scale.
 
-Each seeded execution has 10 steps of about 300 bytes of output, mixed outcomes (mostly fulfilled,
-some failing at a random node, a few timed out) and a start time spread over the last 14 days, with
-ids that sort by that time like real ones.
+Each seeded execution has a step per node of the flow (ten generic ones for a flow without nodes) with
+about 300 bytes of output each, mixed outcomes (mostly fulfilled, some failing at a random node, a
+few timed out) and a start time spread over the last 14 days, with ids that sort by that time like
+real ones.
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ def uuid7_at(ms: int, counter: int) -> str:
     return str(uuid.UUID(int=value))
 
 
-def _outputs(rng: random.Random) -> list[list[str]]:
-    """A pool of outputs, about 300 bytes each, per step: varied enough to look real, made once."""
+def _nodes(flow: FlowRecord) -> list[tuple[str, str]]:
+    """The flow's own nodes (id, type), so that its seeded history reads like its own."""
+    nodes = [(node["id"], node["type"]) for node in flow.definition.get("nodes") or []]
+    return nodes or [(f"step_{index}", "transform" if index % 3 else "http") for index in range(STEPS)]
+
+
+def _outputs(rng: random.Random, nodes: list[tuple[str, str]]) -> list[list[str]]:
+    """A pool of outputs, about 300 bytes each, per node: varied enough to look real, made once."""
     pool = []
-    for index in range(STEPS):
+    for node_id, _ in nodes:
         variants = []
         for _ in range(32):
             value = {
-                "node": f"step_{index}",
+                "node": node_id,
                 "ok": True,
                 "items": [
                     {"sku": f"SKU-{rng.randrange(10**6):06d}", "qty": rng.randrange(1, 9)} for _ in range(4)
@@ -59,7 +66,8 @@ def _outputs(rng: random.Random) -> list[list[str]]:
 def _rows(
     flow: FlowRecord, count: int, rng: random.Random
 ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    outputs = _outputs(rng)
+    nodes = _nodes(flow)
+    outputs = _outputs(rng, nodes)
     start_us = now_us() - SPREAD_US
     gap_us = SPREAD_US / max(count, 1)
     last_ms, counter = -1, 0
@@ -70,7 +78,7 @@ def _rows(
         last_ms = ms
         execution_id = uuid7_at(ms, counter)
         roll = rng.random()
-        failed_at = rng.randrange(STEPS) if roll < 0.12 else None
+        failed_at = rng.randrange(len(nodes)) if roll < 0.12 else None
         timed_out = failed_at is None and roll < 0.14
         params = {
             "order_id": f"ord-{n:08d}",
@@ -79,20 +87,20 @@ def _rows(
         }
         at = started
         steps = []
-        for index in range(STEPS):
+        for index, (node_id, node_type) in enumerate(nodes):
             duration = rng.randrange(200, 40_000)
             error = None
             status = StepStatus.FULFILLED
             if index == failed_at:
-                status, error = StepStatus.ERROR, f"upstream answered 502 at step_{index}"
-            elif timed_out and index == STEPS - 1:
+                status, error = StepStatus.ERROR, f"upstream answered 502 at {node_id}"
+            elif timed_out and index == len(nodes) - 1:
                 status, error = StepStatus.ERROR, "timed out after 300 s"
             steps.append(
                 {
                     "execution_id": execution_id,
                     "index": index,
-                    "node_id": f"step_{index}",
-                    "node_type": "transform" if index % 3 else "http",
+                    "node_id": node_id,
+                    "node_type": node_type,
                     "status": status,
                     "started_at": at,
                     "ended_at": at + duration,
@@ -116,7 +124,7 @@ def _rows(
             "initial_params": json.dumps(params, separators=(",", ":")),
             "input": None,
             "params_truncated": False,
-            "steps_total": STEPS,
+            "steps_total": len(nodes),
             "client_name": rng.choice(["claude-desktop", "cursor", "mcp-inspector", "flowdeck-call"]),
             "client_version": "1.0",
             "transport": rng.choice([Transport.HTTP, Transport.STDIO]),
@@ -156,7 +164,7 @@ def seed_executions(db: Engine, flow: FlowRecord, count: int, *, seed: int = 1) 
             # what a seeded row leaves out (a parent, a step's tries...) is NULL
             cursor.executemany(insert_execution, [tuple(e.get(c) for c in _ROW_COLUMNS) for e, _ in chunk])
             param_rows = [
-                (e["id"], key, value)
+                (e["id"], e["flow_id"], key, value)
                 for e, _ in chunk
                 for key, value in param_pairs(json.loads(e["initial_params"]))
             ]

@@ -146,12 +146,14 @@ execution_days = Table(
 )
 
 # Each top-level argument of each execution, as text (a string as it is, anything else as its JSON
-# text; a long one as its hash): the list's param filter finds the newest matches from this index.
+# text; a long one as its hash), with the execution's flow: a flow's argument search (its count and
+# its newest matches) is read from this index alone.
 execution_params = Table(
     "execution_params",
     metadata,
     Column("key", String(200), primary_key=True),
     Column("value", String(200), primary_key=True),
+    Column("flow_id", ID, primary_key=True),
     Column("execution_id", ID, primary_key=True),
     sqlite_with_rowid=False,
 )

@@ -68,6 +68,7 @@ class ParamRow(TypedDict):
     """A top-level argument of a new execution, for the param filter."""
 
     execution_id: str
+    flow_id: str
     key: str
     value: str
 

@@ -100,7 +100,7 @@ class Recorder:
             trace_id=None,
         )
         params = [
-            ParamRow(execution_id=run.execution_id, key=key, value=value)
+            ParamRow(execution_id=run.execution_id, flow_id=run.flow.flow_id, key=key, value=value)
             for key, value in param_pairs(initial)
         ]
         try:

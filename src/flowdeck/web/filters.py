@@ -59,4 +59,5 @@ GLOBALS = {
     "STATUS_MARK": STATUS_MARK,
     "Status": Status,
     "StepStatus": StepStatus,
+    "ErrorType": ErrorType,
 }

@@ -194,28 +194,23 @@ def flow_usage(
 
 
 @router.get("/flows/{flow_id}/usage/main", response_class=HTMLResponse)
-def flow_usage_main(
-    request: Request, flow_id: str, page: str | None = None, execution: str | None = None
-) -> HTMLResponse:
-    """The stats, the list and its pages, for the script to swap in."""
+def flow_usage_main(request: Request, flow_id: str, page: str | None = None) -> HTMLResponse:
+    """The stats, the list and its pages, for the script to swap in (it marks the selected row)."""
     flow = get_flow(_db(request), flow_id)
-    context = {
-        **_usage_main(request, flow, _usage_filter(request, flow_id), _page_number(page)),
-        "selected": execution,
-    }
+    context = _usage_main(request, flow, _usage_filter(request, flow_id), _page_number(page))
     return templates.TemplateResponse(request, "_usage_main.html", context)
 
 
-@router.get("/flows/{flow_id}/usage/insights", response_class=HTMLResponse)
-def flow_usage_insights(request: Request, flow_id: str) -> HTMLResponse:
-    """The insights of the filter's time range, for the script to swap in."""
+@router.get("/flows/{flow_id}/usage/filter", response_class=HTMLResponse)
+def flow_usage_filter(request: Request, flow_id: str) -> HTMLResponse:
+    """The insights of the filter's time range and the filter form, for the script to swap in when
+    the filter changes."""
     db = _db(request)
     flow = get_flow(db, flow_id)
     where = _usage_filter(request, flow_id)
     insights = flow_insights(db, flow_id, since=where.since, until=where.until)
-    return templates.TemplateResponse(
-        request, "_insights.html", {"flow": flow, "insights": insights, "where": where}
-    )
+    context = {"flow": flow, "insights": insights, "where": where, "filtered": bool(where.query())}
+    return templates.TemplateResponse(request, "_usage_filter.html", context)
 
 
 def _flow_of(db: Engine, execution_id: str) -> str | None:

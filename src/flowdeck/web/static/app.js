@@ -59,8 +59,7 @@
   const flowId = usage.dataset.flowId;
   const main = document.getElementById("usage-main");
   const detail = document.getElementById("usage-detail");
-  const insights = document.getElementById("usage-insights");
-  const form = usage.querySelector("[data-testid=filters]");
+  const filterPart = document.getElementById("usage-filter"); // the insights and the filter form
   const lost = document.querySelector("[data-testid=connection-lost]");
   const deleted = document.querySelector("[data-testid=flow-deleted]");
   const placeholder = '<div class="placeholder" data-testid="detail-placeholder"><p>Select an execution to see its arguments, the data after each node and, if it failed, why.</p></div>';
@@ -72,27 +71,38 @@
   const here = () => `/flows/${flowId}/usage?` + [query, `page=${page}`, selected && `execution=${encodeURIComponent(selected)}`].filter(Boolean).join("&");
   const narrow = () => window.matchMedia("(max-width: 900px)").matches;
 
+  // a fragment from the server, swapped into its place unless a newer one was asked for meanwhile
+  // (quick keys or clicks must not leave an older answer on screen)
+  const asked = new Map();
+  async function swap(into, url) {
+    const ticket = (asked.get(into) || 0) + 1;
+    asked.set(into, ticket);
+    if (url === null) return false;
+    const response = await fetch(url);
+    const html = response.ok ? await response.text() : null;
+    if (html === null || asked.get(into) !== ticket) return false;
+    into.innerHTML = html;
+    localize(into);
+    return true;
+  }
+
   async function loadMain() {
-    const response = await fetch(`/flows/${flowId}/usage/main?` + [query, `page=${page}`, selected && `execution=${encodeURIComponent(selected)}`].filter(Boolean).join("&"));
-    if (!response.ok) return;
-    main.innerHTML = await response.text();
+    const url = `/flows/${flowId}/usage/main?` + [query, `page=${page}`].filter(Boolean).join("&");
+    if (!(await swap(main, url))) return;
     const listed = main.querySelector("[data-testid=listed]");
     page = Number(listed.dataset.page) || page; // a page past the last is the last
     known = Number(listed.dataset.total) || 0;
-    localize(main);
     markSelected();
   }
 
   async function loadDetail() {
     usage.classList.toggle("detail-open", Boolean(selected));
-    if (!selected) { detail.innerHTML = placeholder; return; }
-    const response = await fetch(`/executions/${encodeURIComponent(selected)}/panel`);
-    if (response.ok) { detail.innerHTML = await response.text(); localize(detail); }
+    if (!selected) { await swap(detail, null); detail.innerHTML = placeholder; return; }
+    await swap(detail, `/executions/${encodeURIComponent(selected)}/panel`);
   }
 
-  async function loadInsights() {
-    const response = await fetch(`/flows/${flowId}/usage/insights?${query}`);
-    if (response.ok) { insights.innerHTML = await response.text(); localize(insights); }
+  async function loadFilter() {
+    await swap(filterPart, `/flows/${flowId}/usage/filter?${query}`);
   }
 
   async function total(filter) {
@@ -127,7 +137,7 @@
     query = params.toString();
     page = 1;
     history.pushState(null, "", here());
-    await Promise.all([loadMain(), loadInsights()]);
+    await Promise.all([loadMain(), loadFilter()]);
   }
 
   usage.addEventListener("click", async (event) => {
@@ -166,7 +176,8 @@
       await loadMain();
       return;
     }
-    if (event.target !== form) return;
+    const form = event.target.closest("[data-testid=filters]");
+    if (!form) return;
     event.preventDefault();
     const params = new URLSearchParams();
     for (const [name, value] of new FormData(form)) {
@@ -175,14 +186,17 @@
         const at = value.indexOf("=");
         if (at > 0) params.append(`param.${value.slice(0, at).trim()}`, value.slice(at + 1).trim());
       } else if (name === "since" || name === "until") {
-        params.append(name, value.length === 16 ? `${value}:00Z` : `${value}Z`); // the inputs say UTC
+        // the inputs say UTC, to the second (a browser leaves out ":00" seconds)
+        params.append(name, value.length === 16 ? `${value}:00Z` : `${value}Z`);
       } else {
         params.append(name, value);
       }
     }
     await filterBy(params);
   });
-  form.elements.status.addEventListener("change", () => form.requestSubmit());
+  usage.addEventListener("change", (event) => {
+    if (event.target.matches("[data-testid=status-filter]")) event.target.form.requestSubmit();
+  });
 
   // Up and Down move the selection in the list; Enter (on the focused row's link) opens it
   main.addEventListener("keydown", async (event) => {
@@ -194,12 +208,11 @@
     const next = rows[Math.min(rows.length - 1, Math.max(0, at === -1 ? 0 : at + (event.key === "ArrowDown" ? 1 : -1)))];
     next.focus();
     await select(next.dataset.select);
-    next.focus();
   });
 
   window.addEventListener("popstate", async () => {
     fromUrl(new URL(location.href));
-    await Promise.all([loadMain(), loadDetail(), loadInsights()]);
+    await Promise.all([loadMain(), loadDetail(), loadFilter()]);
   });
 
   // live: at most one refresh of each part in flight, and a last one after the burst

@@ -397,12 +397,8 @@ async def test_a_parents_timeout_reaches_its_child(deck: Deck, db: Engine) -> No
     assert parent.error.type == "timeout" and parent.error.node_id == "run_child"
     child = get_execution(db, step(parent, "run_child").child_execution_id)
     await eventually(lambda: get_execution(db, child.id).status == "error")
-    ended = get_execution(db, child.id).error
-    assert (ended.type, ended.message) in (
-        ("timeout", ended.message),
-        ("cancelled", "cancelled: parent timed out"),
-    )
-    assert ended.type == "cancelled" or ended.message.startswith("timed out after")
+    ended = get_execution(db, child.id).error  # the parent's timer ends it: no race of two timers
+    assert (ended.type, ended.message) == ("cancelled", "cancelled: parent timed out")
 
 
 # ---- map nodes -------------------------------------------------------------------------------------

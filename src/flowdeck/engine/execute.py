@@ -209,11 +209,14 @@ async def run_flow(
         arguments = _copy_json(params)
         problems = _problems(flow.validator.iter_errors(arguments))
     timeout_s = flow.timeout_s or default_timeout_s
-    if deadline is not None:
-        timeout_s = max(0.0, min(timeout_s, deadline - time.monotonic()))
     run = Run(execution_id, flow, params, None if problems else arguments, started)
     run.parent, run.depth, run.services = parent, depth, services
     run.deadline = time.monotonic() + timeout_s
+    # bound by its parent's deadline, a child sets no timer of its own: the parent's timer ends both,
+    # so the parent reads "timeout" and the child "cancelled: parent timed out", never a race of two
+    inherited = deadline is not None and deadline <= run.deadline
+    if inherited:
+        run.deadline = deadline
     try:
         await observer.execution_started(run)
     except asyncio.CancelledError:
@@ -232,7 +235,7 @@ async def run_flow(
         "execution": {"id": execution_id, "flow": flow.name, "started_at": iso(started)},
     }
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(None if inherited else run.deadline - time.monotonic()):
             error, output = await _run_nodes(run, observer, context)
     except TimeoutError:
         step = _interrupt(run, observer, f"timed out after {timeout_s:g} s")

@@ -3,6 +3,7 @@ served flowdeck."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +40,9 @@ async def test_stdio_lists_calls_and_records(database_url: str, db: Engine, mode
         names = [tool.name for tool in (await mcp.list_tools()).tools]
         result = await mcp.call_tool("slow_report", {"pause_s": 0.01}, progress_callback=on_progress)
         failed = await mcp.call_tool("charge_card", {"amount": 2000})
+        # the agent reads why its call failed, by the id in _meta
+        why = await mcp.read_resource(f"flowdeck://executions/{failed.meta['flowdeck/execution_id']}")
+    assert json.loads(why.contents[0].text)["error"]["node_id"] == "charge"
     assert sorted(names) == ["charge_card", "hello", "slow_report"]
     assert seen == [(1, 3, "gather"), (2, 3, "crunch"), (3, 3, "format")]
     record = get_execution(db, result.meta["flowdeck/execution_id"])

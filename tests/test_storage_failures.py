@@ -23,6 +23,7 @@ from flowdeck.store import database
 from flowdeck.store.flows import import_flow
 from flowdeck.store.reads import get_execution, list_executions
 from flowdeck.tracking import CallInfo, Recorder, Tracker
+from flowdeck.tracking.metrics import Metrics
 from flowdeck.tracking.writer import Writer
 from tests.conftest import TEMPLATE, Probe
 from tests.support.disk import fill, small_disk
@@ -80,7 +81,8 @@ async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
     read_only = database.open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
     writer = Writer(read_only, EventHub(read_only))
     writer.start()
-    recorder = Recorder(writer, "runner-1", CallInfo("cli"), 1 << 20)
+    metrics = Metrics(lambda: writer.waiting)
+    recorder = Recorder(writer, metrics, "runner-1", CallInfo("cli"), 1 << 20)
     try:
         with pytest.raises(
             RecordingFailed, match=r"cannot record the execution, so the flow was not run: .*readonly"
@@ -89,6 +91,10 @@ async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
     finally:
         await writer.close()
     assert probe.calls == []
+    # not an execution: nothing counted, nothing left in flight
+    scrape = metrics.exposition().decode()
+    assert 'flowdeck_executions_in_flight{flow="probed"} 0.0' in scrape
+    assert "flowdeck_executions_total{" not in scrape
 
 
 @pytest.mark.postgres

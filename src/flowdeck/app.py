@@ -16,8 +16,9 @@ from sqlalchemy.exc import OperationalError
 from starlette.middleware.authentication import AuthenticationMiddleware
 
 from flowdeck import __version__
-from flowdeck.api import event_routes, execution_routes, flow_routes
+from flowdeck.api import event_routes, execution_routes, flow_routes, metrics_routes
 from flowdeck.errors import (
+    Conflict,
     DatabaseUnavailable,
     FlowdeckError,
     InvalidFlow,
@@ -28,6 +29,7 @@ from flowdeck.errors import (
     count,
 )
 from flowdeck.mcp import build_server
+from flowdeck.mcp.event_store import RecentEvents, give_each_session_its_events
 from flowdeck.runtime import Runtime
 from flowdeck.security import SameOrigin, TokenBackend, is_machine, unauthorized
 from flowdeck.settings import Settings
@@ -38,6 +40,8 @@ from flowdeck.web.rendering import STATIC, error_page
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 RETRY_AFTER_S = 5
+# how soon a client whose call's stream dropped is told to reconnect
+RECONNECT_MS = 1000
 
 log = logging.getLogger("flowdeck")
 
@@ -45,6 +49,7 @@ log = logging.getLogger("flowdeck")
 _STATUS: list[tuple[type[FlowdeckError], int, str]] = [
     (NotFound, 404, "Not found"),
     (NameTaken, 409, "Name taken"),
+    (Conflict, 409, "That can't be done now"),
     (InvalidFlow, 422, "The flow has problems"),
     (InvalidQuery, 422, "That can't be shown"),
     (DatabaseUnavailable, 503, "The database is unavailable"),
@@ -116,13 +121,18 @@ def create_app(
     """The app; nothing touches the database until its lifespan starts."""
     runtime = Runtime.create(settings, kind="serve")
     server = build_server(runtime.catalog, runtime.tracker, transport=Transport.HTTP)
+    events = RecentEvents()  # a call's stream that drops is resumed from here (Last-Event-ID)
     mcp_app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=stateless,
+        event_store=None if stateless else events.for_session(""),
+        retry_interval=RECONNECT_MS,
         transport_security=_transport_security(host, settings.allowed_hosts),
         max_request_body_size=settings.max_request_bytes,
         host=host,
     )
+    if not stateless:
+        give_each_session_its_events(server.session_manager, events)
     paths = list(flow_paths)
 
     @contextlib.asynccontextmanager
@@ -146,6 +156,7 @@ def create_app(
     app.include_router(flow_routes.router)
     app.include_router(execution_routes.router)
     app.include_router(event_routes.router)
+    app.include_router(metrics_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

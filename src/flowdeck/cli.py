@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,18 +19,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
 from flowdeck import __version__
-from flowdeck.engine import Run
+from flowdeck.engine import PreparedFlow, Run
 from flowdeck.errors import FlowdeckError, InvalidFlow, InvalidQuery
 from flowdeck.flowfiles import check_references, load_flow_files
 from flowdeck.records import Step, dump_json
 from flowdeck.settings import Settings
 from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store import database
-from flowdeck.store.flows import FlowRecord, delete_flow, list_flows, resolve_flow
+from flowdeck.store.export import Format, export_executions
+from flowdeck.store.flows import delete_flow, list_flows, resolve_flow
+from flowdeck.store.prune import count_prunable, prune_executions
 from flowdeck.store.reads import PARAM_PREFIX, Filter, get_execution, list_executions
 from flowdeck.store.seed import seed_executions
-from flowdeck.times import iso
-from flowdeck.tracking import CallInfo
+from flowdeck.times import iso, parse_iso
+from flowdeck.tracking import CallInfo, Tracker
 
 
 class _Commands(TyperGroup):
@@ -185,7 +188,16 @@ def flows_run(
     record = resolve_flow(_db(), name)
     if record.deleted:
         raise CliError(f"flow {name!r} is deleted")
-    run = asyncio.run(_run_tracked(_with(_settings(), servers=servers), record, params))
+    settings = _with(_settings(), servers=servers)
+    run = asyncio.run(
+        _run_tracked(settings, lambda tracker: (tracker.prepare(record), params, CallInfo(Transport.CLI)))
+    )
+    _print_run(record.name, run, as_json)
+
+
+def _print_run(name: str, run: Run, as_json: bool) -> None:
+    """A run's output (or why it failed) and its execution, as ``flows run`` prints them; exit 1
+    when it failed."""
     error = run.error
     took = _ms(run.ended_at - run.started_at if run.ended_at is not None else None)
     if as_json:
@@ -201,21 +213,24 @@ def flows_run(
         typer.echo(f"execution {run.execution_id} fulfilled in {took}")
     else:
         where = f" at node '{error.node_id}'" if error.node_id else ""
-        typer.echo(f"{record.name} failed{where}: {error.message} ({error.type})", err=True)
+        typer.echo(f"{name} failed{where}: {error.message} ({error.type})", err=True)
         typer.echo(f"execution {run.execution_id} error in {took}")
     if error is not None:
         raise typer.Exit(1)
 
 
-async def _run_tracked(settings: Settings, record: FlowRecord, params: Any) -> Run:
-    """In a runtime of this process, so that its flow and mcp nodes can run (servers watching this
-    database see the run: on PostgreSQL through it, on SQLite by their looks)."""
+Plan = Callable[[Tracker], tuple[PreparedFlow, Any, CallInfo]]  # what to run, with what, called how
+
+
+async def _run_tracked(settings: Settings, plan: Plan) -> Run:
+    """Run what ``plan`` gives, in a runtime of this process, so that its flow and mcp nodes can run
+    (servers watching this database see the run: on PostgreSQL through it, on SQLite by their looks)."""
     from flowdeck.runtime import Runtime
 
     runtime = Runtime.create(settings, kind="cli")
     async with runtime.running(serving=False):
-        tracker = runtime.tracker
-        return await tracker.run(tracker.prepare(record), params, CallInfo(Transport.CLI))
+        flow, params, call = plan(runtime.tracker)
+        return await runtime.tracker.run(flow, params, call)
 
 
 def _ms(us: int | None) -> str:
@@ -225,35 +240,29 @@ def _ms(us: int | None) -> str:
 # ---- executions -----------------------------------------------------------------------------------
 
 
+FlowOption = Annotated[str | None, typer.Option("--flow", help="Flow name or id")]
+StatusOption = Annotated[str | None, typer.Option("--status", help=", ".join(Status) + ", or none for all")]
+SinceOption = Annotated[str | None, typer.Option("--since", help="Started at or after (ISO 8601)")]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Started at or before (ISO 8601)")]
+ParamOption = Annotated[
+    list[str] | None, typer.Option("--param", help="KEY=VALUE: a top-level argument's value (repeatable)")
+]
+
+
 @executions_app.command("list")
 def executions_list(
-    flow: Annotated[str | None, typer.Option("--flow", help="Flow name or id")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help=", ".join(Status) + ", or none for all")
-    ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Started at or after (ISO 8601)")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Started at or before (ISO 8601)")] = None,
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="KEY=VALUE: a top-level argument's value (repeatable)")
-    ] = None,
+    flow: FlowOption = None,
+    status: StatusOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    param: ParamOption = None,
     page: Annotated[int, typer.Option("--page", min=1)] = 1,
     per_page: Annotated[int, typer.Option("--per-page", min=1, max=100)] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON")] = False,
 ) -> None:
     """Executions, newest first."""
-    query = {"status": status or "", "since": since or "", "until": until or ""}
-    for pair in param or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError(f"--param is KEY=VALUE, not {pair!r}")
-        query[f"{PARAM_PREFIX}{key}"] = value
-    try:
-        where = Filter.from_query(query)
-    except InvalidQuery as exc:
-        raise CliError(f"--{exc}") from None
     db = _db()
-    if flow:
-        where = replace(where, flow_id=resolve_flow(db, flow).id)
+    where = _filter(db, flow, status, since, until, param)
     result = list_executions(db, where, page=page, per_page=per_page)
     if as_json:
         typer.echo(dump_json(result, indent=2))
@@ -272,6 +281,73 @@ def executions_list(
             f"{item.flow_name:20} {item.params_preview}"
         )
     typer.echo(f"page {result.page} of {result.pages} ({result.total} executions)")
+
+
+def _filter(
+    db: Engine,
+    flow: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    param: list[str] | None,
+) -> Filter:
+    """The list filters as options say them (``--param KEY=VALUE``, repeatable)."""
+    query = {"status": status or "", "since": since or "", "until": until or ""}
+    for pair in param or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param is KEY=VALUE, not {pair!r}")
+        query[f"{PARAM_PREFIX}{key}"] = value
+    try:
+        where = Filter.from_query(query)
+    except InvalidQuery as exc:
+        raise CliError(f"--{exc}") from None
+    return replace(where, flow_id=resolve_flow(db, flow).id) if flow else where
+
+
+@executions_app.command("export")
+def executions_export(
+    flow: FlowOption = None,
+    status: StatusOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    param: ParamOption = None,
+    form: Annotated[Format, typer.Option("--format", help="ndjson: whole executions; csv: summaries")] = (
+        Format.NDJSON
+    ),
+) -> None:
+    """Every execution the filters match, newest first, to stdout: NDJSON (one whole execution per
+    line) or CSV (one summary per row, with a header)."""
+    db = _db()
+    where = _filter(db, flow, status, since, until, param)
+    for piece in export_executions(db, where, form):
+        sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+@executions_app.command("prune")
+def executions_prune(
+    before: Annotated[
+        str | None, typer.Option("--before", help="Delete ended executions started before it (ISO 8601)")
+    ] = None,
+    flow: FlowOption = None,
+    status: StatusOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many would go")] = False,
+) -> None:
+    """Delete old ended executions (never pending ones), in small batches that running calls hardly
+    notice; the counts and the daily chart stay exact. Nothing is ever deleted unless asked."""
+    if not before:
+        raise CliError("prune needs --before TIME: it deletes only executions started before a time you give")
+    try:
+        cutoff = parse_iso(before)
+    except ValueError:
+        raise CliError(f"--before must be a time in ISO 8601 (2026-11-30T14:02Z), not {before!r}") from None
+    db = _db()
+    where = _filter(db, flow, status, None, None, None)
+    if dry_run:
+        typer.echo(f"would delete {count_prunable(db, where, cutoff)} executions")
+        return
+    typer.echo(f"deleted {prune_executions(db, where, cutoff)} executions")
 
 
 @executions_app.command("show")
@@ -315,6 +391,19 @@ def executions_show(
     typer.echo(f"data  {_compact(record.data)}")
     if record.status == Status.FULFILLED:
         typer.echo(f"output {_compact(record.output)}")
+
+
+@executions_app.command("rerun")
+def executions_rerun(
+    execution_id: Annotated[str, typer.Argument(help="Execution id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    servers: ServersOption = None,
+) -> None:
+    """Run an execution again in this process: its flow as it is now, the same arguments (recorded
+    with transport: rerun and rerun_of); printed like `flows run`."""
+    settings = _with(_settings(), servers=servers)
+    run = asyncio.run(_run_tracked(settings, lambda tracker: tracker.plan_rerun(execution_id)))
+    _print_run(run.flow.name, run, as_json)
 
 
 @executions_app.command("seed")

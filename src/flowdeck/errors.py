@@ -25,8 +25,17 @@ class ExecutionNotFound(NotFound):
     pass
 
 
-class NameTaken(FlowdeckError):
+class Conflict(FlowdeckError):
+    """Asked of something whose state does not allow it; the message says why."""
+
+
+class NameTaken(Conflict):
     """Another live flow already has that name."""
+
+
+class CannotRerun(Conflict):
+    """An execution that can't be run again as it was: its arguments were stored redacted or cut,
+    or its flow is deleted."""
 
 
 @dataclass(frozen=True, slots=True)

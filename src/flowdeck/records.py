@@ -239,3 +239,8 @@ def _adapter(kind: type) -> TypeAdapter[Any]:
 def dump_json(record: Any, *, indent: int | None = None) -> str:
     """A record as the API sends it: JSON, times in ISO 8601."""
     return _adapter(type(record)).dump_json(record, indent=indent).decode()
+
+
+def to_json(record: Any) -> Any:
+    """A record as the API sends it, as plain data (what :func:`dump_json` writes)."""
+    return _adapter(type(record)).dump_python(record, mode="json")

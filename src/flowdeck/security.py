@@ -29,7 +29,7 @@ PUBLIC_PATHS = ("/health", "/login")
 PUBLIC_PREFIXES = ("/static/",)
 COOKIE = "flowdeck_token"
 FORM_COOKIE = "flowdeck_form"
-MACHINE_PREFIXES = ("/api", "/mcp", "/openapi.json", "/docs")
+MACHINE_PREFIXES = ("/api", "/mcp", "/metrics", "/openapi.json", "/docs")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 

@@ -23,8 +23,9 @@ async def read_events(response: httpx.Response) -> AsyncIterator[Received]:
         if line.startswith(":"):
             yield Received("comment", line[1:].strip(), None)
         elif line == "":
-            if data:
-                yield Received(event, json.loads("\n".join(data)), event_id)
+            if data:  # an empty data line (an MCP stream's priming event) is None
+                text = "\n".join(data)
+                yield Received(event, json.loads(text) if text else None, event_id)
             event, data, event_id = "message", [], None
         else:
             field, _, value = line.partition(":")

@@ -8,10 +8,12 @@ from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 
-from flowdeck.api.models import Detail
+from flowdeck.api.models import Detail, Started
 from flowdeck.records import Execution, ExecutionPage, Insights, one_of
 from flowdeck.states import Status
+from flowdeck.store.export import MEDIA_TYPES, Format, export_executions
 from flowdeck.store.flows import get_flow
 from flowdeck.store.reads import Filter, get_execution, list_executions
 from flowdeck.store.stats import flow_insights
@@ -90,6 +92,31 @@ def insights(request: Request, flow_id: str, since: Since = None, until: Until =
 
 
 @router.get(
+    "/api/executions/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {MEDIA_TYPES[Format.NDJSON]: {}, MEDIA_TYPES[Format.CSV]: {}}},
+        422: {"model": Detail},
+    },
+    summary="Every execution the filters match, newest first, streamed",
+    description="NDJSON (the default): one whole Execution per line. CSV: one ExecutionSummary per row,"
+    " with a header. " + FILTERS,
+)
+def export(
+    request: Request,
+    flow_id: Annotated[str | None, Query(description="Only this flow's (deleted ones too)")] = None,
+    status: StatusFilter = None,
+    since: Since = None,
+    until: Until = None,
+    form: Annotated[Format, Query(alias="format")] = Format.NDJSON,
+) -> StreamingResponse:
+    where = _filter(request, flow_id or None)  # a bad filter is a 422 before anything is sent
+    lines = export_executions(request.app.state.runtime.db, where, form)
+    headers = {"Content-Disposition": f'attachment; filename="executions.{form}"'}
+    return StreamingResponse(lines, media_type=MEDIA_TYPES[form], headers=headers)
+
+
+@router.get(
     "/api/executions/{execution_id}",
     response_model=Execution,
     responses={404: {"model": Detail}},
@@ -104,3 +131,18 @@ def one_execution(
     if data_after:
         record.steps = [replace(step, data_after=record.data_after(step.index)) for step in record.steps]
     return record
+
+
+@router.post(
+    "/api/executions/{execution_id}/rerun",
+    status_code=202,
+    response_model=Started,
+    responses={404: {"model": Detail}, 409: {"model": Detail}, 503: {"model": Detail}},
+    summary="Run an execution again: its flow as it is now, the same arguments",
+    description="Recorded with `transport: rerun` and `rerun_of`; answered once the new execution is"
+    " recorded as pending, while it runs. 409 when the flow is deleted or the arguments were stored"
+    " redacted.",
+)
+async def rerun(request: Request, execution_id: str) -> Started:
+    tracker = request.app.state.runtime.tracker
+    return Started(execution_id=await tracker.start_rerun(execution_id))

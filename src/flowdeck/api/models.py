@@ -43,3 +43,7 @@ class FlowProblems(BaseModel):
 
 class Detail(BaseModel):
     detail: str
+
+
+class Started(BaseModel):
+    execution_id: str = Field(description="The new execution, recorded as pending")

@@ -26,14 +26,27 @@ from mcp.shared.exceptions import MCPError
 from flowdeck import __version__
 from flowdeck.catalog import Catalog
 from flowdeck.engine import Run, StepRun
-from flowdeck.errors import RecordingFailed
+from flowdeck.errors import ExecutionNotFound, RecordingFailed
+from flowdeck.records import dump_json
 from flowdeck.states import Transport
+from flowdeck.store.reads import get_execution
 from flowdeck.tracking import CallInfo, Tracker
 
 log = logging.getLogger("flowdeck.mcp")
 T = TypeVar("T")
 
 EXECUTION_ID_META = "flowdeck/execution_id"
+# an agent reads an execution (why its call failed, say) by the id it got in _meta
+EXECUTION_URI = "flowdeck://executions/"
+EXECUTION_TEMPLATE = types.ResourceTemplate(
+    uri_template=EXECUTION_URI + "{execution_id}",
+    name="execution",
+    title="A recorded execution",
+    description="One call of a flow as flowdeck recorded it: its arguments, each node's output and error,"
+    " its result. The id is in each tool result's _meta (flowdeck/execution_id).",
+    mime_type="application/json",
+)
+RESOURCE_NOT_FOUND = -32002  # the MCP specification's code
 # a node running longer than this gets a progress notification anyway, so that clients with a
 # request timeout (60 s is common) see the call is alive
 KEEPALIVE_S = 15.0
@@ -231,6 +244,35 @@ def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) ->
             await progress.close()
         return tool_result(flow.name, run)
 
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[])  # executions are read by their template
+
+    async def list_resource_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[EXECUTION_TEMPLATE])
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        execution_id = uri.removeprefix(EXECUTION_URI)
+        if execution_id == uri or not execution_id or "/" in execution_id:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"no resource {uri!r}: try {EXECUTION_URI}<id>")
+        try:
+            record = await asyncio.to_thread(get_execution, tracker.db, execution_id)
+        except ExecutionNotFound as exc:
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=str(exc)) from None
+        except Exception:
+            log.exception("could not read execution %s", execution_id)
+            raise MCPError(code=types.INTERNAL_ERROR, message="could not read the execution") from None
+        text = dump_json(record)
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+        )
+
     async def initialized(ctx: ServerRequestContext[Any], params: types.NotificationParams) -> None:
         changes.add_session(ctx.session)
 
@@ -242,6 +284,9 @@ def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) ->
         get_tool_input_schema=catalog.input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(changes.bus),
     )
     server.add_notification_handler("notifications/initialized", types.NotificationParams, initialized)

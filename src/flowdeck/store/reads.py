@@ -231,7 +231,7 @@ def _id_bound(us: int, *, upper: bool) -> str:
     return f"{stamp[:8]}-{stamp[8:]}-{rest}"
 
 
-def _where(where: Filter) -> tuple[Any, Any, list[Any]]:
+def matching(where: Filter) -> tuple[Any, Any, list[Any]]:
     """The filter as a FROM, the id column its pages are read by, and its conditions.
 
     A flow's search by one argument and nothing else is read from the argument index alone: its
@@ -281,7 +281,7 @@ def list_executions(
     The page's ids come from indexes alone; a page in the older half is read from the oldest end
     (ascending, with the smaller offset), so the last page costs what the first does. The total of a
     flow (and a status) comes from the kept counters; of any other filter, from a count."""
-    source, id_column, conditions = _where(where)
+    source, id_column, conditions = matching(where)
     offset = (page - 1) * per_page
     items: list[ExecutionSummary] = []
     with db.connect() as connection:
@@ -308,43 +308,65 @@ def list_executions(
     return ExecutionPage(items=items, page=page, per_page=per_page, total=total, pages=pages)
 
 
+def read_summaries(connection: Any, ids: list[str]) -> list[ExecutionSummary]:
+    """The summaries of ``ids`` that exist, newest first."""
+    query = select(*_SUMMARY_COLUMNS).where(executions.c.id.in_(ids)).order_by(executions.c.id.desc())
+    return [ExecutionSummary(**_summary_fields(row)) for row in connection.execute(query)]
+
+
 def get_execution(db: Engine, execution_id: str) -> Execution:
     """One execution with its steps in order."""
     with db.connect() as connection:
-        row = connection.execute(
-            select(
-                *_SUMMARY_COLUMNS,
-                executions.c.flow_revision,
-                executions.c.initial_params,
-                executions.c.input,
-                executions.c.params_truncated,
-                executions.c.output,
-                executions.c.output_truncated,
-                executions.c.error_message,
-                executions.c.client_name,
-                executions.c.client_version,
-                executions.c.transport,
-                executions.c.parent_node_id,
-                executions.c.trace_id,
-            ).where(executions.c.id == execution_id)
-        ).first()
-        if row is None:
-            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-        step_rows = connection.execute(
-            select(*_STEP_STATE_COLUMNS, *_STEP_MORE_COLUMNS)
-            .where(steps.c.execution_id == execution_id)
-            .order_by(steps.c.idx)
-        ).all()
-        children = [
-            ExecutionSummary(**_summary_fields(child))
-            for child in connection.execute(
-                select(*_SUMMARY_COLUMNS)
-                .where(executions.c.parent_execution_id == execution_id)
-                .order_by(executions.c.id)
-            )
-        ]
+        found = read_executions(connection, [execution_id])
+    if not found:
+        raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+    return found[0]
+
+
+_EXECUTION_COLUMNS = (
+    *_SUMMARY_COLUMNS,
+    executions.c.flow_revision,
+    executions.c.initial_params,
+    executions.c.input,
+    executions.c.params_truncated,
+    executions.c.output,
+    executions.c.output_truncated,
+    executions.c.error_message,
+    executions.c.client_name,
+    executions.c.client_version,
+    executions.c.transport,
+    executions.c.parent_node_id,
+    executions.c.trace_id,
+)
+
+
+def read_executions(connection: Any, ids: list[str]) -> list[Execution]:
+    """The executions of ``ids`` that exist, whole, in the order given: three queries however many."""
+    query = select(*_EXECUTION_COLUMNS).where(executions.c.id.in_(ids))
+    rows = {row.id: row for row in connection.execute(query)}
+    steps_of: dict[str, list[Step]] = {execution_id: [] for execution_id in rows}
+    for step_row in connection.execute(
+        select(*_STEP_STATE_COLUMNS, *_STEP_MORE_COLUMNS)
+        .where(steps.c.execution_id.in_(list(rows)))
+        .order_by(steps.c.execution_id, steps.c.idx)
+    ):
+        steps_of[step_row.execution_id].append(_step(step_row))
+    children_of: dict[str, list[ExecutionSummary]] = {execution_id: [] for execution_id in rows}
+    for child in connection.execute(
+        select(*_SUMMARY_COLUMNS)
+        .where(executions.c.parent_execution_id.in_(list(rows)))
+        .order_by(executions.c.id)
+    ):
+        children_of[child.parent_execution_id].append(ExecutionSummary(**_summary_fields(child)))
+    return [
+        _execution(rows[execution_id], steps_of[execution_id], children_of[execution_id])
+        for execution_id in ids
+        if execution_id in rows
+    ]
+
+
+def _execution(row: Any, step_records: list[Step], children: list[ExecutionSummary]) -> Execution:
     fields = _summary_fields(row)
-    step_records = [_step(s) for s in step_rows]
     initial_params = decode_value(row.initial_params)
     arguments = initial_params if row.input is None else decode_value(row.input)
     if row.output is not None:
@@ -372,9 +394,7 @@ def get_execution(db: Engine, execution_id: str) -> Execution:
         steps=step_records,
         client=client,
         transport=Transport(row.transport),
-        parent=None
-        if row.parent_execution_id is None
-        else ParentRef(execution_id=row.parent_execution_id, node_id=row.parent_node_id),
+        parent=_parent(row),
         trace_id=row.trace_id,
         children=children,
     )

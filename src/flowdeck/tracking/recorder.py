@@ -24,6 +24,7 @@ from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store.values import encode_value, param_pairs, params_preview
 from flowdeck.store.writes import ExecutionRow, FinishRow, ParamRow, StepRow
 from flowdeck.times import duration_ms
+from flowdeck.tracking.metrics import Metrics
 from flowdeck.tracking.secrets import has_secrets, mask
 from flowdeck.tracking.writer import Writer
 
@@ -35,6 +36,7 @@ class CallInfo:
     transport: Transport
     client_name: str | None = None
     client_version: str | None = None
+    rerun_of: str | None = None  # the execution this one runs again
 
 
 # a running step's tries, items and children are written at most this often (and when it ends)
@@ -56,10 +58,22 @@ def _has_secrets(flow: PreparedFlow) -> bool:
 class Recorder:
     """Records one execution; made per call by the :class:`~flowdeck.tracking.Tracker`."""
 
-    __slots__ = ("_call", "_max_bytes", "_preview", "_progress_at", "_runner_id", "_steps_done", "_writer")
+    __slots__ = (
+        "_call",
+        "_max_bytes",
+        "_metrics",
+        "_preview",
+        "_progress_at",
+        "_runner_id",
+        "_steps_done",
+        "_writer",
+    )
 
-    def __init__(self, writer: Writer, runner_id: str, call: CallInfo, max_value_bytes: int) -> None:
+    def __init__(
+        self, writer: Writer, metrics: Metrics, runner_id: str, call: CallInfo, max_value_bytes: int
+    ) -> None:
         self._writer = writer
+        self._metrics = metrics
         self._runner_id = runner_id
         self._call = call
         self._max_bytes = max_value_bytes
@@ -96,18 +110,20 @@ class Recorder:
             runner_id=self._runner_id,
             parent_execution_id=run.parent.execution_id if run.parent else None,
             parent_node_id=run.parent.node_id if run.parent else None,
-            rerun_of=None,
+            rerun_of=self._call.rerun_of,
             trace_id=None,
         )
         params = [
             ParamRow(execution_id=run.execution_id, flow_id=run.flow.flow_id, key=key, value=value)
             for key, value in param_pairs(initial)
         ]
+        self._metrics.started(run)
         try:
             await self._writer.start_execution(row, params, *self._summary_event(run))
         except asyncio.CancelledError:
-            raise
+            raise  # the engine still ends it, and the end is counted
         except Exception as exc:
+            self._metrics.refused(run)
             raise RecordingFailed(
                 f"cannot record the execution, so the flow was not run: {_reason(exc)}", ran=False
             ) from exc
@@ -131,6 +147,7 @@ class Recorder:
         self._writer.write_step(row, *self._step_event(run, row), *self._summary_event(run))
 
     async def execution_finished(self, run: Run) -> None:
+        self._metrics.ended(run)  # counted once, here, however often the writer must try to record it
         output, cut = None, False
         if run.flow.output is not None and run.status == Status.FULFILLED:
             output, cut = encode_value(run.output, self._max_bytes)
@@ -197,7 +214,7 @@ class Recorder:
             error_type=error.type if error else None,
             error_node_id=error.node_id if error else None,
             parent_execution_id=run.parent.execution_id if run.parent else None,
-            rerun_of=None,
+            rerun_of=self._call.rerun_of,
         )
         return [Event.of(summary)]
 

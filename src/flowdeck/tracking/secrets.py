@@ -37,3 +37,19 @@ def mask(value: Any, schema: Any) -> Any:
     if isinstance(value, list):
         return [mask(item, schema.get("items")) for item in value]
     return value
+
+
+def holds_secrets(value: Any, schema: Any) -> bool:
+    """Whether ``value`` has a property the schema marks secret, at any depth (stored masked, so
+    its real value is not known)."""
+    if not isinstance(schema, dict):
+        return False
+    if isinstance(value, dict):
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        return any(
+            is_secret(properties.get(key)) or holds_secrets(item, properties.get(key))
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(holds_secrets(item, schema.get("items")) for item in value)
+    return False

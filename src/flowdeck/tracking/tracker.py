@@ -4,20 +4,36 @@ owns the writer task, and runs flows with a recorder."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
 
 from sqlalchemy import Engine
 
-from flowdeck.engine import FlowDefinition, Observer, Observers, Parent, PreparedFlow, Run, Services, run_flow
+from flowdeck.engine import (
+    FlowDefinition,
+    NullObserver,
+    Observer,
+    Observers,
+    Parent,
+    PreparedFlow,
+    Run,
+    Services,
+    run_flow,
+)
 from flowdeck.engine.ports import NO_SERVICES
+from flowdeck.errors import CannotRerun
 from flowdeck.events import EventHub
 from flowdeck.ids import new_id
 from flowdeck.settings import Settings
-from flowdeck.store.flows import FlowRecord
+from flowdeck.states import Transport
+from flowdeck.store.flows import FlowRecord, definition_at, get_flow
+from flowdeck.store.reads import get_execution
 from flowdeck.store.runners import heartbeat, recover, register_runner, unregister_runner
+from flowdeck.tracking.metrics import Metrics
 from flowdeck.tracking.recorder import CallInfo, Recorder
+from flowdeck.tracking.secrets import holds_secrets
 from flowdeck.tracking.writer import Writer
 
 log = logging.getLogger("flowdeck.tracking")
@@ -41,6 +57,8 @@ class Tracker:
         self.recovered = 0
         # what the flows it runs may use: child flows and MCP tools (the runtime gives them)
         self.services: Services = NO_SERVICES
+        self.metrics = Metrics(lambda: 0 if self._writer is None else self._writer.waiting)
+        self._background: set[asyncio.Task[Run]] = set()  # re-runs nobody waits for
 
     async def start(self) -> Tracker:
         """Register this process, recover dead runners' executions, start writing and heartbeating.
@@ -54,8 +72,12 @@ class Tracker:
         return self
 
     async def close(self) -> None:
-        """Write what is queued, stop heartbeating, and unregister. What the database refuses now is
-        left pending, for recovery to mark ``interrupted``."""
+        """End the re-runs still running (recorded as cancelled), write what is queued, stop
+        heartbeating, and unregister. What the database refuses now is left pending, for recovery to
+        mark ``interrupted``."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._writer is not None:
             await self._writer.close()
         self._stop.set()
@@ -86,7 +108,7 @@ class Tracker:
     def recorder(self, call: CallInfo) -> Observer:
         if self._writer is None or self.runner_id is None:
             raise RuntimeError("the tracker is not started")
-        return Recorder(self._writer, self.runner_id, call, self.settings.max_value_bytes)
+        return Recorder(self._writer, self.metrics, self.runner_id, call, self.settings.max_value_bytes)
 
     async def run(
         self,
@@ -119,6 +141,39 @@ class Tracker:
             cancelled_by=cancelled_by,
         )
 
+    def plan_rerun(self, execution_id: str) -> tuple[PreparedFlow, Any, CallInfo]:
+        """What running an execution again takes: its flow as it is now, the arguments it was sent,
+        and who calls. :class:`~flowdeck.errors.CannotRerun` when the flow is deleted or the
+        arguments were not stored whole (secrets masked, or cut for size)."""
+        record = get_execution(self.db, execution_id)
+        flow = get_flow(self.db, record.flow_id)
+        if flow.deleted:
+            raise CannotRerun(f"the flow {flow.name!r} was deleted: its executions stay, but it can't run")
+        if record.params_truncated:
+            raise CannotRerun("its arguments were too big to be stored whole, so they can't be sent again")
+        then = definition_at(self.db, flow.id, record.flow_revision) or flow.definition
+        if holds_secrets(record.initial_params, then.get("input_schema")):
+            raise CannotRerun(
+                "its arguments were stored redacted (secret values are never kept): call the flow again"
+            )
+        return self.prepare(flow), record.initial_params, CallInfo(Transport.RERUN, rerun_of=record.id)
+
+    async def start_rerun(self, execution_id: str) -> str:
+        """Run an execution again in the background (see :meth:`plan_rerun`); returns the new
+        execution's id once its ``pending`` row is written."""
+        flow, params, call = self.plan_rerun(execution_id)
+        started = _Started()
+        new_execution_id = new_id()
+        task = asyncio.get_running_loop().create_task(
+            self.run(flow, params, call, watcher=started, execution_id=new_execution_id)
+        )
+        self._background.add(task)
+        task.add_done_callback(_forget(self._background))
+        await asyncio.wait([started.recorded, task], return_when=asyncio.FIRST_COMPLETED)
+        if not started.recorded.done():
+            task.result()  # it ended before it was recorded: raises why (RecordingFailed)
+        return new_execution_id
+
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s):
             try:
@@ -128,3 +183,24 @@ class Tracker:
                 )
             except Exception as exc:  # the database may be away for a while: try again next beat
                 log.warning("heartbeat failed: %s", exc)
+
+
+class _Started(NullObserver):
+    """Told after the recorder: ``recorded`` is done once the execution's ``pending`` row is written."""
+
+    def __init__(self) -> None:
+        self.recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def execution_started(self, run: Run) -> None:
+        self.recorded.set_result(None)
+
+
+def _forget(tasks: set[asyncio.Task[Run]]) -> Any:
+    """A done-callback: drop the task, and log why it failed, if it did (nobody awaits it)."""
+
+    def done(task: asyncio.Task[Run]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a re-run failed: %s", task.exception())
+
+    return done

@@ -221,6 +221,11 @@ class Writer:
         await self._backend.close()
 
     @property
+    def waiting(self) -> int:
+        """How many writes are not committed yet: queued, or kept while the database is away."""
+        return len(self._steps) + len(self._commits) + self.kept
+
+    @property
     def kept(self) -> int:
         """How many writes wait for the database to come back."""
         return len(self._kept_steps) + len(self._kept_finishes)

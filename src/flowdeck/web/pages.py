@@ -234,6 +234,14 @@ def execution_page(request: Request, execution_id: str) -> RedirectResponse:
     return RedirectResponse(f"/flows/{record.flow_id}/usage?execution={execution_id}", status_code=303)
 
 
+@router.post("/executions/{execution_id}/rerun")
+async def rerun_execution(request: Request, execution_id: str) -> RedirectResponse:
+    """The re-run button without the script: run it again, then show the new execution."""
+    new_execution_id = await request.app.state.runtime.tracker.start_rerun(execution_id)
+    record = get_execution(_db(request), new_execution_id)
+    return RedirectResponse(f"/flows/{record.flow_id}/usage?execution={new_execution_id}", status_code=303)
+
+
 @router.get("/executions", response_class=HTMLResponse)
 def all_executions(
     request: Request, flow: str | None = None, status: str | None = None, page: str | None = None

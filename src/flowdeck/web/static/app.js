@@ -168,6 +168,18 @@
   });
 
   usage.addEventListener("submit", async (event) => {
+    const rerun = event.target.closest("[data-rerun]");
+    if (rerun) {
+      event.preventDefault();
+      const button = rerun.querySelector("button");
+      button.disabled = true;
+      const response = await fetch(`/api/executions/${encodeURIComponent(rerun.dataset.rerun)}/rerun`, { method: "POST" });
+      const body = await response.json().catch(() => ({}));
+      button.disabled = false;
+      if (response.ok) await select(body.execution_id); // followed live, like any selected execution
+      else rerun.querySelector("[data-testid=rerun-error]").textContent = body.detail || `re-run refused (${response.status})`;
+      return;
+    }
     const jump = event.target.closest("[data-testid=page-jump]");
     if (jump) {
       event.preventDefault();

@@ -1,6 +1,7 @@
 """History at scale: API latency for the first page, the last page, one execution, an argument search
 and the insights of a flow with 1,000,000 executions (plus 100,000 over 20 other flows), on SQLite
-and PostgreSQL; and the bytes SQLite stores per execution. QUICK: 100,000 and 10,000."""
+and PostgreSQL; the bytes SQLite stores per execution; and the export of 100,000 of them
+(:mod:`bench.export`). QUICK: 100,000 and 10,000."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 from tests.support.postgres import free_port
 from tests.support.processes import FLOWDECK, spawn
 
+from bench.export import export_rows
 from flowdeck.flowfiles import load_flow_text
 from flowdeck.store import database
 from flowdeck.store.flows import import_flow
@@ -190,6 +192,7 @@ def scale_rows(sqlite_folder: Path, postgres_url: str, *, quick: bool) -> list[d
     seeded_in = time.perf_counter() - started
     rows += measure(f"sqlite:///{path}", "sqlite", flow_id, times=times)
     rows += usage_rows(f"sqlite:///{path}", flow_id, times=times)
+    rows += export_rows(f"sqlite:///{path}", flow_id, main)
     rows.append(
         {
             "name": "bytes_per_execution_sqlite",

@@ -1,0 +1,79 @@
+"""Export at scale: rows per second of ``GET /api/executions/export`` (NDJSON, whole executions with
+their 10 steps; and CSV) over 100,000 executions of a seeded SQLite database, and how much the
+server's memory grew meanwhile (its peak resident set after, less its resident set before)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.support.postgres import free_port
+from tests.support.processes import FLOWDECK, spawn
+
+from flowdeck.times import DAY_US, iso, now_us
+
+ROWS = 100_000
+SPREAD_DAYS = 14  # the seeded executions' spread (flowdeck.store.seed)
+
+
+def _memory_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def export_rows(url: str, flow_id: str, flow_total: int) -> list[dict[str, Any]]:
+    """``flow_total`` executions of the flow, spread evenly: a time range of about ``ROWS`` of them."""
+    since = iso(now_us() - int(SPREAD_DAYS * DAY_US * min(1.0, ROWS / flow_total)))
+    port = free_port()
+    process = spawn(
+        [*FLOWDECK, "serve", "--port", str(port)], port=port, env={**os.environ, "FLOWDECK_DATABASE_URL": url}
+    )
+    base, query = f"http://127.0.0.1:{port}", {"flow_id": flow_id, "since": since}
+    rates: dict[str, float] = {}
+    try:
+        with httpx.Client(base_url=base, timeout=600) as http:
+            count = http.get(
+                f"/api/flows/{flow_id}/executions", params={"since": since, "per_page": 1}
+            ).json()["total"]
+            before_kb = _memory_kb(process.pid, "VmRSS")
+            for form in ("ndjson", "csv"):
+                started, lines = time.perf_counter(), 0
+                with http.stream(
+                    "GET", "/api/executions/export", params={**query, "format": form}
+                ) as response:
+                    assert response.status_code == 200, response.read()
+                    for _ in response.iter_lines():
+                        lines += 1
+                rates[form] = (lines - (form == "csv")) / (time.perf_counter() - started)
+                assert lines - (form == "csv") == count, (form, lines, count)
+            growth_mb = (_memory_kb(process.pid, "VmHWM") - before_kb) / 1024
+    finally:
+        process.terminate()
+        process.wait(30)
+    return [
+        {
+            "name": "export_rows_per_s_sqlite",
+            "value": round(rates["ndjson"]),
+            "unit": "rows/s",
+            "note": f"NDJSON (the default): whole executions with their 10 steps and data, {count:,} of"
+            " them, streamed over HTTP (goal >= 20,000)",
+        },
+        {
+            "name": "export_csv_rows_per_s_sqlite",
+            "value": round(rates["csv"]),
+            "unit": "rows/s",
+            "note": f"CSV: one summary per row, the same {count:,} executions",
+        },
+        {
+            "name": "export_rss_growth_mb_sqlite",
+            "value": round(growth_mb, 1),
+            "unit": "MB",
+            "note": "the server's peak resident memory during both exports, less its memory before"
+            " (goal <= 50)",
+        },
+    ]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev chromium everything run test reliability bench lint audit screenshots clean
+.PHONY: install dev chromium everything phoenix run test reliability bench lint audit screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,19 @@ $(EVERYTHING):
 
 everything: $(EVERYTHING)
 
+# A tracing backend the trace tests export to (Arize Phoenix: OTLP/HTTP in, spans queryable), in a
+# virtualenv of its own: it is not a dependency of flowdeck, and its own would clash.
+PHOENIX_VERSION := 20.26.1
+PHOENIX := .cache/phoenix/bin/phoenix
+$(PHOENIX):
+	$(PYTHON) -m venv .cache/phoenix
+	.cache/phoenix/bin/python -m pip install -q "arize-phoenix==$(PHOENIX_VERSION)"
+
+phoenix: $(PHOENIX)
+
 # two workers, a test file each at a time (a file's tests share its servers): most tests wait on
 # servers, processes and a browser, so two keep two cores busy
-test: dev chromium everything
+test: dev chromium everything phoenix
 	$(BIN)/python -m pytest --ignore=tests/reliability -n 2 --dist loadfile
 
 # the crash rounds and the 10,000-call load tests (CI runs them after `make test`), with their figures

@@ -28,3 +28,6 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(default=30.0, gt=0)
     # the MCP servers that mcp nodes call, in the mcpServers format of desktop clients
     mcp_servers: Path | None = None
+    # a link from an execution to its trace in the tracing backend: {trace_id} is replaced
+    # (e.g. http://localhost:6006/trace/{trace_id}); traces are sent when OTEL_EXPORTER_OTLP_* is set
+    trace_url: str | None = None

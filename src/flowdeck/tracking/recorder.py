@@ -66,13 +66,21 @@ class Recorder:
         "_progress_at",
         "_runner_id",
         "_steps_done",
+        "_trace_id",
         "_writer",
     )
 
     def __init__(
-        self, writer: Writer, metrics: Metrics, runner_id: str, call: CallInfo, max_value_bytes: int
+        self,
+        writer: Writer,
+        metrics: Metrics,
+        runner_id: str,
+        call: CallInfo,
+        max_value_bytes: int,
+        trace_id: str | None = None,
     ) -> None:
         self._writer = writer
+        self._trace_id = trace_id
         self._metrics = metrics
         self._runner_id = runner_id
         self._call = call
@@ -111,7 +119,7 @@ class Recorder:
             parent_execution_id=run.parent.execution_id if run.parent else None,
             parent_node_id=run.parent.node_id if run.parent else None,
             rerun_of=self._call.rerun_of,
-            trace_id=None,
+            trace_id=self._trace_id,
         )
         params = [
             ParamRow(execution_id=run.execution_id, flow_id=run.flow.flow_id, key=key, value=value)

@@ -31,6 +31,7 @@ from flowdeck.states import Transport
 from flowdeck.store.flows import FlowRecord, definition_at, get_flow
 from flowdeck.store.reads import get_execution
 from flowdeck.store.runners import heartbeat, recover, register_runner, unregister_runner
+from flowdeck.tracking import tracing
 from flowdeck.tracking.metrics import Metrics
 from flowdeck.tracking.recorder import CallInfo, Recorder
 from flowdeck.tracking.secrets import holds_secrets
@@ -59,6 +60,8 @@ class Tracker:
         self.services: Services = NO_SERVICES
         self.metrics = Metrics(lambda: 0 if self._writer is None else self._writer.waiting)
         self._background: set[asyncio.Task[Run]] = set()  # re-runs nobody waits for
+        # set up now, before any call: the MCP SDK's span of the first call must be a real one too
+        self._traces = tracing.tracer()
 
     async def start(self) -> Tracker:
         """Register this process, recover dead runners' executions, start writing and heartbeating.
@@ -105,10 +108,12 @@ class Tracker:
             prepared = self._prepared[key] = PreparedFlow(definition, flow_id=flow.id, revision=flow.revision)
         return prepared
 
-    def recorder(self, call: CallInfo) -> Observer:
+    def recorder(self, call: CallInfo, trace_id: str | None = None) -> Observer:
         if self._writer is None or self.runner_id is None:
             raise RuntimeError("the tracker is not started")
-        return Recorder(self._writer, self.metrics, self.runner_id, call, self.settings.max_value_bytes)
+        return Recorder(
+            self._writer, self.metrics, self.runner_id, call, self.settings.max_value_bytes, trace_id
+        )
 
     async def run(
         self,
@@ -127,19 +132,25 @@ class Tracker:
         reporting); a child flow's run has its ``parent``, ``depth`` and its parent's ``deadline``;
         ``cancelled_by`` says who may cancel it (``the client``). Raises
         :class:`~flowdeck.errors.RecordingFailed` when the execution can't be recorded."""
-        recorder = self.recorder(call)
-        return await run_flow(
-            flow,
-            params,
-            recorder if watcher is None else Observers(recorder, watcher),
-            execution_id=execution_id or new_id(),
-            default_timeout_s=self.settings.execution_timeout_s,
-            services=self.services,
-            parent=parent,
-            depth=depth,
-            deadline=deadline,
-            cancelled_by=cancelled_by,
-        )
+        execution_id = execution_id or new_id()
+        options: dict[str, Any] = {
+            "execution_id": execution_id,
+            "default_timeout_s": self.settings.execution_timeout_s,
+            "services": self.services,
+            "parent": parent,
+            "depth": depth,
+            "deadline": deadline,
+            "cancelled_by": cancelled_by,
+        }
+        traces = self._traces
+        if traces is None:
+            recorder = self.recorder(call)
+            return await run_flow(flow, params, _told(recorder, watcher), **options)
+        with tracing.execution_span(traces, flow.name, execution_id) as span:
+            recorder = self.recorder(call, tracing.trace_id(span))
+            run = await run_flow(flow, params, _told(recorder, tracing.NodeSpans(traces), watcher), **options)
+            tracing.end_execution(span, run)
+            return run
 
     def plan_rerun(self, execution_id: str) -> tuple[PreparedFlow, Any, CallInfo]:
         """What running an execution again takes: its flow as it is now, the arguments it was sent,
@@ -183,6 +194,12 @@ class Tracker:
                 )
             except Exception as exc:  # the database may be away for a while: try again next beat
                 log.warning("heartbeat failed: %s", exc)
+
+
+def _told(*observers: Observer | None) -> Observer:
+    """The observers given, in order (the recorder first); one alone as it is."""
+    present = [observer for observer in observers if observer is not None]
+    return present[0] if len(present) == 1 else Observers(*present)
 
 
 class _Started(NullObserver):

@@ -148,7 +148,11 @@ def _detail(request: Request, execution_id: str | None) -> dict[str, Any]:
         for row in rows
         if row.step is not None and row.step.remote is not None
     }
-    return {"record": record, "rows": rows, "remote_links": links}
+    trace_url = request.app.state.runtime.settings.trace_url
+    trace_link = None
+    if trace_url and record.trace_id:
+        trace_link = trace_url.replace("{trace_id}", record.trace_id)
+    return {"record": record, "rows": rows, "remote_links": links, "trace_link": trace_link}
 
 
 def _child_reader(db: Engine) -> Callable[[str], Execution | None]:

@@ -10,6 +10,7 @@ import json
 from typing import Any, Literal
 
 import httpx
+from opentelemetry.propagate import inject
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.engine.nodes import NodeContext, NodeError, NodeType
@@ -48,13 +49,15 @@ class Http(NodeType):
 
     async def run(self, config: HttpConfig, context: NodeContext) -> dict[str, Any]:
         target = f"{config.method} {config.url}"
+        headers = dict(config.headers)
+        inject(headers)  # the trace's traceparent, when the call is traced (else nothing)
         try:
             async with (
                 httpx.AsyncClient(verify=_TLS, timeout=config.timeout_s) as client,
                 client.stream(
                     config.method,
                     config.url,
-                    headers=config.headers,
+                    headers=headers,
                     params=config.query,
                     json=config.json_body,
                 ) as response,

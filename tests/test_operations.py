@@ -49,6 +49,25 @@ nodes:
   - {id: first, type: transform, config: {value: 1}}
   - {id: explode, type: fail, config: {message: "boom"}}
 """,
+    "varied.yaml": """
+name: varied
+input_schema: {type: object, properties: {n: {type: integer, default: 3}}}
+nodes:
+  - {id: a, type: transform, config: {value: "{{ input.n }}"}}
+  - {id: skip_me, type: transform, when: "{{ input.n > 100 }}", config: {value: 1}}
+  - {id: soft, type: fail, config: {message: "soft {{ input.n }}"}, on_error: continue}
+  - {id: last, type: transform, config: {value: {"n": "{{ input.n }}", "text": "é \\"quoted\\""}}}
+output: "{{ nodes.a + 1 }}"
+""",
+    "composite.yaml": """
+name: composite
+nodes:
+  - {id: child, type: flow, config: {flow: varied, arguments: {n: 5}}}
+  - id: each
+    type: map
+    config: {items: [1, 2], node: {type: transform, config: {value: "{{ item }}"}}}
+  - {id: shaky, type: fail, config: {message: no}, retry: {attempts: 2}, on_error: continue}
+""",
     "nap.yaml": """
 name: nap
 nodes:
@@ -285,6 +304,23 @@ def test_export_csv_is_one_summary_per_row_with_a_header(site: Site, many: str) 
         assert row == expected
     cli = flowdeck("executions", "export", "--flow", "many", "--format", "csv", database_url=site.db_url)
     assert cli.stdout_bytes.decode() == response.text  # (.stdout turns CSV's \r\n into \n)
+
+
+async def test_every_exported_line_reads_as_the_api_sends_the_execution(site: Site) -> None:
+    async with site.client() as client:
+        await client.call_tool("varied", {})  # defaults filled, a skipped node, an error let through
+        await client.call_tool("varied", {"n": "x"})  # invalid arguments
+        await client.call_tool("composite", {})  # a child, a map, tries
+        await client.call_tool("ok", {"n": 4})
+        await client.call_tool("boom", {})
+    lines = (await anyio.to_thread.run_sync(lambda: api(site, "GET", "/api/executions/export"))).text
+    records = [json.loads(line) for line in lines.splitlines()]
+    kinds = {record["flow_name"] for record in records}
+    assert {"varied", "composite", "ok", "boom"} <= kinds
+    seeded = {"many", "aged", "pruned"}  # hundreds alike: one in twenty is enough
+    for n, record in enumerate(records):
+        if record["flow_name"] not in seeded or n % 20 == 0:
+            assert record == api(site, "GET", f"/api/executions/{record['id']}").json(), record["flow_name"]
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,9 @@ own: a tracer provider is set for a whole process."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from mcp import Client
 from tests.support.phoenix import phoenix, trace
 from tests.support.postgres import free_port
 from tests.support.processes import flowdeck_env, start_flowdeck, wait_healthy
-from tests.support.remotes import servers_file
+from tests.support.remotes import json_endpoint, servers_file
 
 HELPER_FLOWS = {
     "remote_double.yaml": """
@@ -87,27 +85,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def echo() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """An HTTP endpoint that answers JSON and keeps the headers of each request."""
-    seen: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append({key.lower(): value for key, value in self.headers.items()})
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", seen
-    server.shutdown()
-    thread.join(10)
+    with json_endpoint(lambda _: 200) as (url, _, headers):
+        yield url, headers
 
 
 def traced(database_url: str, backend: str, **more: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,11 +95,23 @@ def kill_stdio_servers() -> list[int]:
 def flaky_http(failures: int) -> Iterator[tuple[str, list[int]]]:
     """An HTTP endpoint that answers 503 to its first ``failures`` requests, then 200 with JSON: its
     URL, and the statuses it answered."""
+    with json_endpoint(lambda n: 503 if n <= failures else 200) as (url, answered, _):
+        yield url, answered
+
+
+@contextmanager
+def json_endpoint(
+    status_of: Callable[[int], int],
+) -> Iterator[tuple[str, list[int], list[dict[str, str]]]]:
+    """An HTTP endpoint that answers request n (from 1) with ``status_of(n)`` and a little JSON: its
+    URL, the statuses it answered and the headers of each request (names in lower case)."""
     answered: list[int] = []
+    headers: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status = 503 if len(answered) < failures else 200
+            headers.append({key.lower(): value for key, value in self.headers.items()})
+            status = status_of(len(answered) + 1)
             answered.append(status)
             body = json.dumps({"try": len(answered)}).encode()
             self.send_response(status)
@@ -115,7 +127,7 @@ def flaky_http(failures: int) -> Iterator[tuple[str, list[int]]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", answered
+        yield f"http://127.0.0.1:{server.server_address[1]}/", answered, headers
     finally:
         server.shutdown()
         thread.join(10)

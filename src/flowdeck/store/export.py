@@ -10,11 +10,13 @@ import dataclasses
 import io
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, select
 
 from flowdeck.records import ExecutionSummary, dump_json, to_json
 from flowdeck.store.reads import Filter, matching, read_executions, read_summaries
+from flowdeck.store.sqlite_lines import sqlite_lines
 
 
 class Format(StrEnum):
@@ -35,9 +37,21 @@ def export_executions(db: Engine, where: Filter, form: Format) -> Iterator[str]:
     for ids in _batches(db, where, BATCH[form]):
         with db.connect() as connection:
             if form == Format.NDJSON:
-                yield "".join(dump_json(record) + "\n" for record in read_executions(connection, ids))
+                yield _ndjson(connection, ids)
             else:
                 yield _csv_lines(_csv_values(summary) for summary in read_summaries(connection, ids))
+
+
+def _ndjson(connection: Any, ids: list[str]) -> str:
+    """Whole executions, one a line: written by SQLite where it can (:mod:`.sqlite_lines`), else
+    through the records."""
+    lines: dict[str, str | None] = {}
+    if connection.dialect.name == "sqlite":
+        lines = sqlite_lines(connection, ids)
+    rest = [execution_id for execution_id in ids if lines.get(execution_id) is None]
+    if rest:
+        lines.update((record.id, dump_json(record)) for record in read_executions(connection, rest))
+    return "".join(lines[execution_id] + "\n" for execution_id in ids if lines.get(execution_id) is not None)
 
 
 def _batches(db: Engine, where: Filter, size: int) -> Iterator[list[str]]:

@@ -4,6 +4,7 @@ health route, its lifespan, and the one place where errors become HTTP answers."
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -138,6 +139,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.running(paths), server.session_manager.run():
+            # what start-up made lives as long as the process: out of the collector's sight, so that
+            # a full collection (set off by a request that makes many objects) walks only the rest
+            gc.freeze()
             yield
 
     # max_body_size: a client can't make the server hold more than this of one request (413)

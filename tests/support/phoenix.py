@@ -16,6 +16,7 @@ import httpx
 
 from tests.support import ROOT
 from tests.support.postgres import free_port
+from tests.support.processes import wait_healthy
 
 PHOENIX = ROOT / ".cache" / "phoenix" / "bin" / "phoenix"
 
@@ -39,16 +40,7 @@ def phoenix(folder: Path) -> Iterator[str]:
     process = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Phoenix did not start: see {folder / 'phoenix.log'}")
-            time.sleep(0.2)
+        wait_healthy(process, base, timeout_s=120, path="/healthz")  # its log: folder / "phoenix.log"
         yield base
     finally:
         process.terminate()

@@ -49,12 +49,15 @@ def stdio_params(database_url: str, *args: str) -> StdioServerParameters:
     )
 
 
-def wait_healthy(process: subprocess.Popen[Any], base: str, timeout_s: float = 60) -> None:
-    """Until the server's /health answers; a server that exits or never answers fails the test."""
+def wait_healthy(
+    process: subprocess.Popen[Any], base: str, timeout_s: float = 60, path: str = "/health"
+) -> None:
+    """Until the server's health route (``path``) answers; a server that exits or never answers
+    fails the test."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -117,9 +117,10 @@ class NodeSpans:
             return
         span, token = opened
         context.detach(token)  # type: ignore[arg-type]
-        for number, attempt in enumerate(step.attempts or (), start=1):
-            if len(step.attempts or ()) < 2:
-                break
+        tries = (
+            step.attempts if step.attempts and len(step.attempts) > 1 else ()
+        )  # one try: no span of its own
+        for number, attempt in enumerate(tries, start=1):
             tried = self._tracer.start_span(
                 f"try {number}",
                 context=trace.set_span_in_context(span),

@@ -8,6 +8,7 @@ The final update is guarded by ``status = PENDING`` (the only state an execution
 from __future__ import annotations
 
 import functools
+import itertools
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -162,42 +163,47 @@ def postgres_batch_sql(
     """One statement for a whole batch: on a network, each round trip costs more than the rows, so the
     inserts, the step upserts and the final updates go as data-modifying CTEs of a single statement
     (one round trip, one commit in autocommit mode). ``n_notices`` payloads follow as ``pg_notify``
-    on the events channel: PostgreSQL delivers them when the statement commits, not before."""
+    on the events channel: PostgreSQL delivers them when the statement commits, not before.
 
-    def rows(count: int, template: str) -> str:
-        return ", ".join([template] * count)
+    Placeholders are PostgreSQL's own (``$1``), for a raw cursor: the driver sends the statement as it
+    is, where its ``%s`` placeholders were parsed again in Python for every batch of more than 50
+    values (a 10-step batch spent more there than in the database)."""
+    numbers = itertools.count(1)
+
+    def rows(count: int, fields: tuple[str, ...], casts: dict[str, str]) -> str:
+        row = lambda: "(" + ", ".join(f"${next(numbers)}{casts.get(name, '')}" for name in fields) + ")"  # noqa: E731
+        return ", ".join(row() for _ in range(count))
 
     parts = []
     if n_executions:
-        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in EXECUTION_FIELDS) + ")"
         parts.append(
-            f"INSERT INTO executions ({', '.join(EXECUTION_FIELDS)}) VALUES {rows(n_executions, template)}"
+            f"INSERT INTO executions ({', '.join(EXECUTION_FIELDS)}) "
+            f"VALUES {rows(n_executions, EXECUTION_FIELDS, _PG_CASTS)}"
         )
     if n_params:
-        template = "(" + ", ".join(["%s"] * len(PARAM_FIELDS)) + ")"
+        values = rows(n_params, PARAM_FIELDS, {})
         parts.append(
-            f"INSERT INTO execution_params ({', '.join(PARAM_FIELDS)}) VALUES {rows(n_params, template)} "
-            "ON CONFLICT DO NOTHING"
+            f"INSERT INTO execution_params ({', '.join(PARAM_FIELDS)}) VALUES {values} ON CONFLICT DO NOTHING"
         )
     if n_steps:
-        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '')}" for c in STEP_FIELDS) + ")"
         updates = ", ".join(f"{c} = excluded.{c}" for c in _STEP_UPDATES)
         columns = ", ".join(step_column(name) for name in STEP_FIELDS)
         parts.append(
-            f"INSERT INTO execution_steps ({columns}) VALUES {rows(n_steps, template)} "
+            f"INSERT INTO execution_steps ({columns}) VALUES {rows(n_steps, STEP_FIELDS, _PG_CASTS)} "
             f"ON CONFLICT (execution_id, idx) DO UPDATE SET {updates}"
         )
     if n_finishes:
         columns = ("execution_id", *FINISH_FIELDS)
-        template = "(" + ", ".join(f"%s{_PG_CASTS.get(c, '::text')}" for c in columns) + ")"
         assignments = ", ".join(f"{c} = v.{c}" for c in FINISH_FIELDS)
+        casts = {name: _PG_CASTS.get(name, "::text") for name in columns}
         parts.append(
-            f"UPDATE executions SET {assignments} FROM (VALUES {rows(n_finishes, template)}) "
+            f"UPDATE executions SET {assignments} FROM (VALUES {rows(n_finishes, columns, casts)}) "
             f"AS v({', '.join(columns)}) "
             f"WHERE executions.id = v.execution_id AND executions.status = '{Status.PENDING}'"
         )
     if n_notices:
-        parts.append("SELECT " + ", ".join([f"pg_notify('{EVENTS_CHANNEL}', %s)"] * n_notices))
+        notify = ", ".join(f"pg_notify('{EVENTS_CHANNEL}', ${next(numbers)})" for _ in range(n_notices))
+        parts.append("SELECT " + notify)
     *ctes, main = parts
     if not ctes:
         return main
@@ -215,7 +221,12 @@ _PG_CASTS = {
 }
 
 
-def postgres_batch_params(batch: Batch, notices: list[str] | None = None) -> list[Any]:
+def postgres_batch(batch: Batch, notices: list[str] | None = None) -> tuple[str, list[Any]]:
+    """The statement of a batch (for a raw cursor) and its parameters."""
+    notices = notices or []
+    sql = postgres_batch_sql(
+        len(batch.executions), len(batch.params), len(batch.steps), len(batch.finishes), len(notices)
+    )
     params: list[Any] = []
     for execution in batch.executions:
         params.extend(execution[c] for c in EXECUTION_FIELDS)  # type: ignore[literal-required]
@@ -226,5 +237,5 @@ def postgres_batch_params(batch: Batch, notices: list[str] | None = None) -> lis
     for end in batch.finishes:
         params.append(end["execution_id"])
         params.extend(end[c] for c in FINISH_FIELDS)  # type: ignore[literal-required]
-    params.extend(notices or ())
-    return params
+    params.extend(notices)
+    return sql, params

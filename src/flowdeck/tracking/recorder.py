@@ -60,10 +60,12 @@ class Recorder:
 
     __slots__ = (
         "_call",
+        "_changed_from",
         "_max_bytes",
         "_metrics",
         "_preview",
         "_progress_at",
+        "_run",
         "_runner_id",
         "_steps_done",
         "_trace_id",
@@ -88,6 +90,8 @@ class Recorder:
         self._preview = ""
         self._steps_done = 0
         self._progress_at = 0.0
+        self._run: Run | None = None
+        self._changed_from: int | None = None  # the first step changed since the last batch
 
     async def execution_started(self, run: Run) -> None:
         initial, given = run.initial_params, run.input
@@ -127,7 +131,7 @@ class Recorder:
         ]
         self._metrics.started(run)
         try:
-            await self._writer.start_execution(row, params, *self._summary_event(run))
+            await self._writer.start_execution(row, params, *self._summary_events(run))
         except asyncio.CancelledError:
             raise  # the engine still ends it, and the end is counted
         except Exception as exc:
@@ -137,8 +141,11 @@ class Recorder:
             ) from exc
 
     def step_started(self, run: Run, step: StepRun) -> None:
-        row = self._step_row(run, step)
-        self._writer.write_step(row, *self._step_event(run, row))
+        if self._writer.events_wanted():
+            row = self._step_row(run, step)
+            self._writer.write_step(row, self._step_event(run, row))
+        else:
+            self._changed(run, step)
 
     def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
         """A running step's tries, items or child, written now and then while it runs."""
@@ -146,13 +153,36 @@ class Recorder:
         if now - self._progress_at < PROGRESS_WRITE_S:
             return
         self._progress_at = now
-        row = self._step_row(run, step)
-        self._writer.write_step(row, *self._step_event(run, row))
+        if self._writer.events_wanted():
+            row = self._step_row(run, step)
+            self._writer.write_step(row, self._step_event(run, row))
+        else:
+            self._changed(run, step)
 
     def step_finished(self, run: Run, step: StepRun) -> None:
-        row = self._step_row(run, step)
         self._steps_done += 1
-        self._writer.write_step(row, *self._step_event(run, row), *self._summary_event(run))
+        if self._writer.events_wanted():
+            row = self._step_row(run, step)
+            self._writer.write_step(row, self._step_event(run, row), self._summary_event(run))
+        else:
+            self._changed(run, step)
+
+    def _changed(self, run: Run, step: StepRun) -> None:
+        """Nobody watches: the step's row is made when the next batch is written (by then most
+        steps have ended, and one row says both their start and their end)."""
+        if self._changed_from is None:
+            self._run, self._changed_from = run, step.index
+            self._writer.write_steps_later(self)
+        elif step.index < self._changed_from:
+            self._changed_from = step.index
+
+    def step_rows(self) -> list[StepRow]:
+        """The rows of the steps changed since the last batch: the writer asks when it writes one."""
+        run, first = self._run, self._changed_from
+        self._changed_from = None
+        if run is None or first is None:
+            return []
+        return [self._step_row(run, step) for step in run.steps[first:]]
 
     async def execution_finished(self, run: Run) -> None:
         self._metrics.ended(run)  # counted once, here, however often the writer must try to record it
@@ -171,7 +201,7 @@ class Recorder:
             error_node_id=error.node_id if error else None,
         )
         try:
-            await self._writer.finish_execution(row, *self._summary_event(run))
+            await self._writer.finish_execution(row, *self._summary_events(run))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -204,9 +234,10 @@ class Recorder:
 
     # Events are built only when somebody may watch: they cost a few microseconds each.
 
-    def _summary_event(self, run: Run) -> list[Event]:
-        if not self._writer.events_wanted():
-            return []
+    def _summary_events(self, run: Run) -> list[Event]:
+        return [self._summary_event(run)] if self._writer.events_wanted() else []
+
+    def _summary_event(self, run: Run) -> Event:
         error = run.error
         summary = ExecutionSummary(
             id=run.execution_id,
@@ -224,15 +255,13 @@ class Recorder:
             parent_execution_id=run.parent.execution_id if run.parent else None,
             rerun_of=self._call.rerun_of,
         )
-        return [Event.of(summary)]
+        return Event.of(summary)
 
-    def _step_event(self, run: Run, row: StepRow) -> list[Event]:
+    def _step_event(self, run: Run, row: StepRow) -> Event:
         """The step as its row says it, but its output (read, not pushed)."""
-        if not self._writer.events_wanted():
-            return []
         state = {name: row[name] for name in STEP_STATE_FIELDS}  # type: ignore[literal-required]
         change = StepChange(**state, duration_ms=duration_ms(row["started_at"], row["ended_at"]))
-        return [Event.of_step(run.flow.flow_id, change)]
+        return Event.of_step(run.flow.flow_id, change)
 
 
 def _json(value: Any) -> str:

@@ -13,7 +13,7 @@ of microseconds, less than a hand-over to a thread or even to another task. That
 waits for a lock: when another process holds the database, the batch is handed to a thread that
 waits up to the busy timeout, and the loop keeps serving. PostgreSQL is written through an
 asynchronous psycopg connection, one statement and one round trip per batch
-(:func:`~flowdeck.store.writes.postgres_batch_sql`).
+(:func:`~flowdeck.store.writes.postgres_batch`).
 
 When the database is away (stopped, locked past the busy timeout, its disk full), a new execution
 is refused (its ``pending`` row can't be written, so no node runs), while the steps and ends of the
@@ -27,7 +27,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Engine
@@ -42,8 +42,7 @@ from flowdeck.store.writes import (
     ParamRow,
     SqliteWrites,
     StepRow,
-    postgres_batch_params,
-    postgres_batch_sql,
+    postgres_batch,
 )
 
 log = logging.getLogger("flowdeck.tracking")
@@ -59,6 +58,12 @@ RETRY_S = 1.0
 
 Row = ExecutionRow | ParamRow | StepRow | FinishRow
 Op = tuple[str, Row, "asyncio.Future[None] | None"]
+
+
+class StepSource(Protocol):
+    """What queues steps whose rows are made when a batch is written (a recorder)."""
+
+    def step_rows(self) -> list[StepRow]: ...
 
 
 class WriterClosed(RuntimeError):
@@ -125,14 +130,14 @@ class _Postgres:
         """One statement: the writes, and the events as notices delivered when it commits."""
         if self._connection is None or self._connection.closed:
             self._connection = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                cursor_factory=psycopg.AsyncRawCursor,  # statements with $1 placeholders, sent as they are
             )
-        notices = notify_payloads(events)
-        sql = postgres_batch_sql(
-            len(batch.executions), len(batch.params), len(batch.steps), len(batch.finishes), len(notices)
-        )
+        sql, params = postgres_batch(batch, notify_payloads(events))
         try:
-            await self._connection.execute(sql, postgres_batch_params(batch, notices), prepare=True)
+            await self._connection.execute(sql, params, prepare=True)
         except psycopg.OperationalError:
             await self.close()  # the next batch connects afresh
             raise
@@ -151,6 +156,7 @@ class Writer:
         self._backend = _Sqlite(db) if db.dialect.name == "sqlite" else _Postgres(db)
         self.hub = hub
         self._steps: dict[tuple[str, int], StepRow] = {}
+        self._sources: list[StepSource] = []
         self._commits: list[Op] = []
         self._events: list[Event] = []
         self._ready = asyncio.Event()
@@ -177,10 +183,19 @@ class Writer:
 
     def write_step(self, row: StepRow, *events: Event) -> None:
         """Queue a step write nobody waits for; the later state of a step replaces an unwritten one."""
-        if self._closed:
-            raise WriterClosed("the execution writer is closed")
+        self._wait_for_batch()
         self._steps[(row["execution_id"], row["index"])] = row
         self._events.extend(events)
+
+    def write_steps_later(self, source: StepSource) -> None:
+        """Ask ``source`` for its changed steps' rows when the next batch is written (they replace
+        the rows queued by :meth:`write_step`: they are newer)."""
+        self._wait_for_batch()
+        self._sources.append(source)
+
+    def _wait_for_batch(self) -> None:
+        if self._closed:
+            raise WriterClosed("the execution writer is closed")
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(STEP_DELAY_S, self._ready.set)
 
@@ -223,7 +238,7 @@ class Writer:
     @property
     def waiting(self) -> int:
         """How many writes are not committed yet: queued, or kept while the database is away."""
-        return len(self._steps) + len(self._commits) + self.kept
+        return len(self._steps) + len(self._sources) + len(self._commits) + self.kept
 
     @property
     def kept(self) -> int:
@@ -235,7 +250,7 @@ class Writer:
             await self._ready.wait()
             self._ready.clear()
             await self._flush()
-            if self._closed and not self._steps and not self._commits:
+            if self._closed and not self._steps and not self._sources and not self._commits:
                 if self.kept:
                     log.error("%d writes could not be recorded before stopping", self.kept)
                 return
@@ -247,8 +262,12 @@ class Writer:
                 self._timer.cancel()
                 self._timer = None
             steps = {**self._kept_steps, **self._steps}
+            for source in self._sources:
+                for row in source.step_rows():
+                    steps[(row["execution_id"], row["index"])] = row
             commits: list[Op] = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
-            self._steps, self._commits, self._kept_steps, self._kept_finishes = {}, [], {}, []
+            self._steps, self._sources, self._commits = {}, [], []
+            self._kept_steps, self._kept_finishes = {}, []
             events, self._events = self._events, []
             # an execution that ends in the batch that starts it (cancelled while its start was being
             # written) ends in a write of its own: one statement's update does not see its own insert

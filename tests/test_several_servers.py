@@ -1,7 +1,8 @@
-"""Several `flowdeck serve` processes on one PostgreSQL: tools, events and recovery cross servers."""
+"""Several processes on one PostgreSQL: tools, events and recovery cross servers."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -9,16 +10,23 @@ from collections.abc import Iterator
 
 import anyio
 import httpx
+import psycopg
 import pytest
 from mcp import Client
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
+from flowdeck.events import EventHub
+from flowdeck.events.wire import decode
 from flowdeck.flowfiles import load_flow_text
+from flowdeck.settings import Settings
 from flowdeck.store import database, flows
 from flowdeck.store.flows import import_flow
 from flowdeck.store.reads import Filter, get_execution, list_executions
-from flowdeck.store.runners import recover
+from flowdeck.store.runners import RESYNC, announce_watched, recover, register_runner, send_resync
 from flowdeck.store.tables import executions, runners
+from flowdeck.store.writes import EVENTS_CHANNEL
+from flowdeck.times import SECOND_US, now_us
+from flowdeck.tracking import CallInfo, Tracker
 from tests.support.processes import ServedProcess, serving
 from tests.support.sse import read_events
 
@@ -30,6 +38,12 @@ SLOW = {
     ],
 }
 
+TWO_STEPS = """
+name: two_steps
+nodes:
+  - {id: first, type: transform, config: {value: 1}}
+  - {id: second, type: transform, config: {value: 2}}
+"""
 
 pytestmark = pytest.mark.postgres
 
@@ -170,3 +184,57 @@ def test_servers_starting_together_import_the_same_flows_once(
     again, outcome = import_flow(db, definition)
     assert len(looks) == 2
     assert (again.id, outcome) == (made.id, "unchanged")
+
+
+async def _notices(connection: psycopg.AsyncConnection, seconds: float) -> list[str]:
+    return [notice.payload async for notice in connection.notifies(timeout=seconds)]
+
+
+async def test_events_travel_only_while_some_server_watches(pg_url: str) -> None:
+    """Events are built and sent through PostgreSQL only when some server has watchers: a process
+    that skipped some before it heard of them says so (``resync``), and its next events go out."""
+    db = database.open_database(pg_url)
+    flow, _ = import_flow(db, load_flow_text(TWO_STEPS).model_dump(exclude_none=True))
+    conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {EVENTS_CHANNEL}")
+        async with Tracker(db, Settings(database_url=pg_url), kind="test") as tracker:
+            quiet = await tracker.run(tracker.prepare(flow), {}, CallInfo("cli"))
+            assert quiet.status == "fulfilled"
+            assert await _notices(listener, 0.5) == []  # nobody watches: nothing built, nothing sent
+
+            runner = register_runner(db, "serve")  # a server elsewhere gets a watcher
+            announce_watched(db, runner, now_us() + 60 * SECOND_US)
+            watched = await tracker.run(tracker.prepare(flow), {}, CallInfo("cli"))
+            heard = await _notices(listener, 1.0)
+            assert RESYNC in heard  # it heard with this run's first write, after skipping its start
+            events = [event for payload in heard if payload != RESYNC for event in decode(payload)]
+            assert ("step", "second") in [(e.kind, getattr(e.record, "node_id", None)) for e in events]
+            ends = [e.record for e in events if e.kind == "execution" and e.record.status == "fulfilled"]
+            assert [end.id for end in ends] == [watched.execution_id]
+
+            third = await tracker.run(tracker.prepare(flow), {}, CallInfo("cli"))
+            events = [event for payload in await _notices(listener, 1.0) for event in decode(payload)]
+            statuses = [e.record.status for e in events if e.kind == "execution"]
+            assert statuses[0] == "pending" and statuses[-1] == "fulfilled"  # all of it, from its start
+            assert {e.execution_id for e in events} == {third.execution_id}
+    db.dispose()
+
+
+async def test_a_watched_server_says_so_and_its_watchers_reload_on_a_resync(pg_url: str) -> None:
+    db = database.open_database(pg_url)
+    runner = register_runner(db, "serve")
+    hub = EventHub(db)
+    await hub.start(runner)
+    try:
+        assert not hub.wanted  # nobody watches, here or anywhere
+        async with hub.watch() as queue:
+            with db.connect() as connection:
+                until = connection.execute(select(runners.c.watched_until).where(runners.c.id == runner))
+                assert until.scalar_one() > now_us() + 30 * SECOND_US  # processes starting later read it
+            await asyncio.to_thread(send_resync, db)
+            delivered = await asyncio.wait_for(queue.get(), 5)
+            assert delivered.event is None and "before it knew of watchers" in delivered.reason
+    finally:
+        await hub.close()
+        db.dispose()

@@ -80,7 +80,7 @@ async def test_a_read_only_sqlite_database_refuses_the_call_before_any_node(
     database.upgrade(database.open_database(f"sqlite:///{path}"))
     read_only = database.open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
     writer = Writer(read_only, EventHub(read_only))
-    writer.start()
+    await writer.start()
     metrics = Metrics(lambda: writer.waiting)
     recorder = Recorder(writer, metrics, "runner-1", CallInfo("cli"), 1 << 20)
     try:

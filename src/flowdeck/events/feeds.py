@@ -14,6 +14,7 @@ from flowdeck.events.event import Event
 from flowdeck.events.wire import decode
 from flowdeck.states import Status
 from flowdeck.store.reads import changes_by_others, newest_execution_id
+from flowdeck.store.runners import RESYNC, WATCHING_CHANNEL
 from flowdeck.store.writes import EVENTS_CHANNEL
 
 if TYPE_CHECKING:
@@ -33,12 +34,18 @@ async def listen(hub: EventHub, db: Engine, ready: asyncio.Event) -> None:
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as connection:
                 await connection.execute(f"LISTEN {EVENTS_CHANNEL}")
+                await connection.execute(f"LISTEN {WATCHING_CHANNEL}")
                 if not first:
                     hub.interrupted("the event stream was interrupted")
                 first = False
                 ready.set()
                 async for notice in connection.notifies():
-                    hub.dispatch(decode(notice.payload))
+                    if notice.channel == WATCHING_CHANNEL:
+                        hub.watched_elsewhere(int(notice.payload))
+                    elif notice.payload == RESYNC:
+                        hub.interrupted("another process recorded executions before it knew of watchers")
+                    else:
+                        hub.dispatch(decode(notice.payload))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -10,6 +10,12 @@ sees what runs on another.
 
 A watcher that reconnects with the id of the last event it saw gets what it missed, or is told to
 reload when the hub can't know.
+
+Events are built only when somebody may watch them: on SQLite, this process's watchers; on
+PostgreSQL, any server's. A PostgreSQL server with watchers says so (``announce_watched``: on its
+runner row, for processes that start later, and on a channel every writer listens to), and renews
+it while watched. A process that skipped events before it heard sends a ``resync``: the watchers
+everywhere reload rather than miss what it recorded meanwhile.
 """
 
 from __future__ import annotations
@@ -17,19 +23,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
 from flowdeck.events import feeds
 from flowdeck.events.event import Event
+from flowdeck.store.runners import announce_watched, send_resync
+from flowdeck.times import SECOND_US, now_us
+
+log = logging.getLogger("flowdeck.events")
 
 KEEP = 4096  # events kept for watchers that reconnect
 QUEUE = 2048  # events a slow watcher may fall behind before it is told to reload
 RECONNECT_GRACE_S = 120.0  # events are kept this long after the last watcher left
+WATCH_TTL_S = 60.0  # PostgreSQL: how long a server's word that it is watched holds; renewed before
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +81,21 @@ class EventHub:
         self._feed: asyncio.Task[None] | None = None
         self._gap = 0  # the last event number that was skipped, not kept
         self._left = -RECONNECT_GRACE_S  # when the last watcher left
+        # PostgreSQL: until when (µs) some server's watchers want events; what this one announced
+        self._runner_id: str | None = None
+        self._elsewhere_until = 0
+        self._announced_until = 0
+        self._announcer: asyncio.Task[None] | None = None
+        self._skipped_unseen = False  # events were skipped that another server's watchers may miss
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def wanted(self) -> bool:
         """Whether events are worth building: somebody watches, or watched a moment ago (and may
-        reconnect for what it missed), or other servers may watch."""
-        return self.via_database or bool(self._watchers) or time.monotonic() - self._left < RECONNECT_GRACE_S
+        reconnect for what it missed), here or, on PostgreSQL, on another server."""
+        if self._watchers or time.monotonic() - self._left < RECONNECT_GRACE_S:
+            return True
+        return self.via_database and now_us() < self._elsewhere_until
 
     @property
     def watched(self) -> bool:
@@ -83,6 +105,47 @@ class EventHub:
         """An event that was not built, nobody watching: a watcher reconnecting from before it reloads."""
         self._seq += 1
         self._gap = self._seq
+        self._skipped_unseen = True
+
+    def watched_elsewhere(self, until_us: int) -> None:
+        """Some server's watchers want events until ``until_us`` (PostgreSQL). If this process skipped
+        events before it knew, it says so: those watchers reload."""
+        if until_us <= self._elsewhere_until:
+            return
+        self._elsewhere_until = until_us
+        if self._skipped_unseen and until_us > now_us():
+            self._skipped_unseen = False
+            self._in_background(asyncio.to_thread(send_resync, self._db))
+
+    async def _announce(self) -> None:
+        until = now_us() + int(WATCH_TTL_S * SECOND_US)
+        self._elsewhere_until = max(self._elsewhere_until, until)  # hearing itself changes nothing
+        self._skipped_unseen = False  # nobody watched anywhere while this process skipped
+        await asyncio.to_thread(announce_watched, self._db, self._runner_id, until)
+        self._announced_until = until
+
+    async def _announce_when_due(self) -> None:
+        if self._announced_until - now_us() < WATCH_TTL_S / 2 * SECOND_US:
+            try:
+                await self._announce()
+            except Exception as exc:  # the database is away: other servers' events wait for it
+                log.warning("could not tell other servers that this one is watched: %s", exc)
+
+    async def _keep_announcing(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_TTL_S / 6)
+            if self._watchers or time.monotonic() - self._left < RECONNECT_GRACE_S:
+                await self._announce_when_due()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not tell other servers' watchers to reload: %s", task.exception())
 
     async def start(self, runner_id: str | None = None) -> None:
         """Follow what other processes record; ``runner_id`` is this process's, whose events come
@@ -91,16 +154,19 @@ class EventHub:
         if not self.via_database:
             self._feed = loop.create_task(feeds.poll(self, self._db, runner_id), name="flowdeck-events")
             return
+        self._runner_id = runner_id
         ready = asyncio.Event()
         self._feed = loop.create_task(feeds.listen(self, self._db, ready), name="flowdeck-events")
+        self._announcer = loop.create_task(self._keep_announcing(), name="flowdeck-watched")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ready.wait(), 10)
 
     async def close(self) -> None:
-        if self._feed is not None:
-            self._feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
+        for task in (self._feed, self._announcer, *self._sending):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def dispatch(self, events: list[Event]) -> None:
         """Number the events and hand them to the watchers that want them."""
@@ -123,6 +189,8 @@ class EventHub:
         """A queue of the events wanted, from now (or from after ``last_event_id``)."""
         watcher = _Watcher(flow_id, execution_id)
         self._watchers.add(watcher)
+        if self._announcer is not None:  # a PostgreSQL server: the others send their events from now
+            await self._announce_when_due()
         try:
             if last_event_id:
                 self._replay(watcher, last_event_id)

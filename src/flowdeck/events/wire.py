@@ -3,21 +3,16 @@ limit, each a list of ``[kind, flow_id, fields]``, times kept as stored."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from typing import Any
 
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 
 from flowdeck.events.event import KINDS, Event
 
 NOTIFY_LIMIT = 7000  # bytes; PostgreSQL refuses payloads of 8000 and more
-
-
-@functools.cache
-def _names(kind: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(kind))
 
 
 @functools.cache
@@ -26,9 +21,8 @@ def _adapter(kind: type) -> TypeAdapter[Any]:
 
 
 def encode(event: Event) -> str:
-    record = event.record
-    fields = {name: getattr(record, name) for name in _names(type(record))}
-    return json.dumps([event.kind, event.flow_id, fields], separators=(",", ":"), ensure_ascii=False)
+    """``[kind, flow_id, fields]``: pydantic-core serializes the record's dataclass as its fields."""
+    return to_json([event.kind, event.flow_id, event.record]).decode()
 
 
 def decode(payload: str) -> list[Event]:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, up
 from flowdeck.ids import new_id
 from flowdeck.states import ErrorType, Status, StepStatus
 from flowdeck.store.tables import executions, runners, steps
+from flowdeck.store.writes import EVENTS_CHANNEL
 from flowdeck.times import SECOND_US, now_us
 
 INTERRUPTED_MESSAGE = (
@@ -66,6 +67,30 @@ def register_runner(db: Engine, kind: str) -> str:
 def heartbeat(db: Engine, runner_id: str) -> None:
     with db.begin() as connection:
         connection.execute(update(runners).where(runners.c.id == runner_id).values(heartbeat_at=now_us()))
+
+
+# PostgreSQL: servers whose watchers want every server's events say so on this channel, with the
+# moment (µs) until which they do; a process that starts later reads it from the runners
+WATCHING_CHANNEL = "flowdeck_watching"
+WATCHED_UNTIL_SQL = "SELECT coalesce(max(watched_until), 0) FROM runners"
+RESYNC = "resync"  # on the events channel, instead of events: watchers reload
+
+
+def announce_watched(db: Engine, runner_id: str | None, until_us: int) -> None:
+    """Tell every process (now, and those that start before ``until_us``) that this one's watchers
+    want their events until then."""
+    with db.begin() as connection:
+        if runner_id is not None:
+            mine = runners.c.id == runner_id
+            connection.execute(update(runners).where(mine).values(watched_until=until_us))
+        connection.execute(select(func.pg_notify(WATCHING_CHANNEL, str(until_us))))
+
+
+def send_resync(db: Engine) -> None:
+    """Tell every server's watchers to reload: this process recorded executions without sending
+    their events (nobody watched, as far as it knew)."""
+    with db.begin() as connection:
+        connection.execute(select(func.pg_notify(EVENTS_CHANNEL, RESYNC)))
 
 
 def unregister_runner(db: Engine, runner_id: str) -> None:

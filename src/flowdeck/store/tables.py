@@ -178,4 +178,6 @@ runners = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("heartbeat_at", BigInteger, nullable=False),
     Column("stopped_at", BigInteger),
+    # PostgreSQL: until when this server's watchers want every server's events (see events.hub)
+    Column("watched_until", BigInteger),
 )

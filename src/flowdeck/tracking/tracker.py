@@ -69,7 +69,7 @@ class Tracker:
         self.runner_id = register_runner(self.db, self.kind)
         self.recovered = recover(self.db, stale_after_s=self.settings.stale_after_s, exclude=self.runner_id)
         self._writer = Writer(self.db, self.hub)
-        self._writer.start()
+        await self._writer.start()
         self._heartbeat = threading.Thread(target=self._beat, name="flowdeck-heartbeat", daemon=True)
         self._heartbeat.start()
         return self

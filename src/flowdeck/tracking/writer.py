@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import psycopg
@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from flowdeck.events import Event, EventHub
 from flowdeck.events.wire import notify_payloads
 from flowdeck.store import database
+from flowdeck.store.runners import WATCHED_UNTIL_SQL, WATCHING_CHANNEL
 from flowdeck.store.writes import (
     Batch,
     ExecutionRow,
@@ -90,6 +91,9 @@ class _Sqlite:
         self._writes = SqliteWrites()
         self._connection: Any = None
 
+    async def open(self) -> None:
+        """Connected at the first write."""
+
     async def write(self, batch: Batch, events: list[Event]) -> None:
         if self._connection is None:
             self._connection = self._db.raw_connection()
@@ -122,19 +126,40 @@ class _Sqlite:
 class _Postgres:
     inline = False
 
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, watched: Callable[[int], None]) -> None:
         self._conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._watched = watched  # told until when some server's watchers want events
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """A connection that also hears which servers are watched (with each statement's reply)."""
+        connection = await psycopg.AsyncConnection.connect(
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            cursor_factory=psycopg.AsyncRawCursor,  # statements with $1 placeholders, sent as they are
+        )
+        connection.add_notify_handler(self._heard)
+        await connection.execute(f"LISTEN {WATCHING_CHANNEL}")
+        row = await (await connection.execute(WATCHED_UNTIL_SQL)).fetchone()
+        self._watched(int(row[0]) if row else 0)
+        return connection
+
+    async def open(self) -> None:
+        """Connect now; if the database is away, the first write tries again."""
+        try:
+            self._connection = await self._connect()
+        except psycopg.OperationalError as exc:
+            log.warning("the execution writer could not connect yet: %s", exc)
+
+    def _heard(self, notice: psycopg.Notify) -> None:
+        if notice.channel == WATCHING_CHANNEL and notice.payload.isdigit():
+            self._watched(int(notice.payload))
 
     async def write(self, batch: Batch, events: list[Event]) -> None:
         """One statement: the writes, and the events as notices delivered when it commits."""
         if self._connection is None or self._connection.closed:
-            self._connection = await psycopg.AsyncConnection.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                cursor_factory=psycopg.AsyncRawCursor,  # statements with $1 placeholders, sent as they are
-            )
+            self._connection = await self._connect()
         sql, params = postgres_batch(batch, notify_payloads(events))
         try:
             await self._connection.execute(sql, params, prepare=True)
@@ -153,7 +178,7 @@ class Writer:
     database, so that every server's hub gets them)."""
 
     def __init__(self, db: Engine, hub: EventHub) -> None:
-        self._backend = _Sqlite(db) if db.dialect.name == "sqlite" else _Postgres(db)
+        self._backend = _Sqlite(db) if db.dialect.name == "sqlite" else _Postgres(db, hub.watched_elsewhere)
         self.hub = hub
         self._steps: dict[tuple[str, int], StepRow] = {}
         self._sources: list[StepSource] = []
@@ -169,9 +194,11 @@ class Writer:
         self._kept_finishes: list[FinishRow] = []
         self._away = False  # the database refused the last writes: said once in the log, not per try
 
-    def start(self) -> None:
-        """Start writing, on the running event loop."""
+    async def start(self) -> None:
+        """Start writing, on the running event loop (on PostgreSQL, connected already: the first
+        execution's events depend on what the connection hears)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="flowdeck-writer")
+        await self._backend.open()
 
     def events_wanted(self) -> bool:
         """Whether the events of a write are worth building (somebody may watch); one not built is

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install dev chromium everything phoenix run test reliability bench lint audit screenshots clean
+.PHONY: install dev chromium everything phoenix run test reliability bench bench-lengths lint audit screenshots clean
 
 $(BIN)/flowdeck: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ reliability: dev
 
 bench: dev everything
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+# tracking's cost by flow length (1 ms to 1 s), beside the database's own: a Markdown table
+bench-lengths: dev
+	$(BIN)/python -m bench.flow_length
 
 screenshots: dev chromium
 	$(BIN)/python -m tests.e2e.screenshots docs/screenshots

@@ -25,14 +25,16 @@ from flowdeck.store.writes import SqliteWrites
 from flowdeck.tracking import CallInfo, Tracker
 
 
-def _flow(name: str, node: str) -> str:
+def flow_of_ten(name: str, node: str) -> str:
     nodes = "\n".join(f"  - {{id: n{i}, type: {node}}}" for i in range(10))
     return f"name: {name}\ninput_schema: {{type: object}}\nnodes:\n{nodes}\n"
 
 
-SLEEPY = _flow("bench_1ms", "delay, config: {seconds: 0.001}")
-SLEEPIER = _flow("bench_10ms", "delay, config: {seconds: 0.01}")
-TRANSFORM = _flow("bench_transform", "transform, config: {value: {i: '{{ input.i }}', text: 'some output'}}")
+SLEEPY = flow_of_ten("bench_1ms", "delay, config: {seconds: 0.001}")
+SLEEPIER = flow_of_ten("bench_10ms", "delay, config: {seconds: 0.01}")
+TRANSFORM = flow_of_ten(
+    "bench_transform", "transform, config: {value: {i: '{{ input.i }}', text: 'some output'}}"
+)
 
 
 async def _time(tracker: Tracker, flow: PreparedFlow, tracked: bool, i: int) -> float:
@@ -46,7 +48,7 @@ async def _time(tracker: Tracker, flow: PreparedFlow, tracked: bool, i: int) -> 
     return elapsed
 
 
-async def _measure(tracker: Tracker, flow: PreparedFlow, rounds: int) -> tuple[float, float]:
+async def measure_flow(tracker: Tracker, flow: PreparedFlow, rounds: int) -> tuple[float, float]:
     """Median seconds per execution, (tracked, not tracked), alternating so that noise hits both."""
     tracked: list[float] = []
     untracked: list[float] = []
@@ -191,35 +193,48 @@ async def _floor_postgres(url: str, commits: Commits, old_id: str, spacing_s: fl
     return statistics.median(times)
 
 
-def overhead_rows(url: str, label: str, *, quick: bool) -> list[dict[str, Any]]:
+async def floor_of(
+    tracker: Tracker, flow: PreparedFlow, untracked_s: float, rounds: int
+) -> tuple[float, int]:
+    """What the database alone costs for one execution of ``flow``: the writer's statements for one,
+    replayed bare ``rounds`` times, spread over the flow's untracked time as the writer spreads them.
+    Returns the median seconds and the number of commits."""
+    sqlite = tracker.db.dialect.name == "sqlite"
+    start, stop = _capture_sqlite() if sqlite else _capture_postgres()
+    start()
+    execution_id = new_id()
+    await tracker.run(flow, {"i": 0}, CallInfo(Transport.CLI), execution_id=execution_id)
+    commits = stop()
+    spacing = untracked_s / max(1, len(commits) - 1)
+    if sqlite:
+        floor = await _floor_sqlite(tracker.db.url.database or "", commits, execution_id, spacing, rounds)
+    else:
+        url = tracker.db.url.render_as_string(hide_password=False)
+        floor = await _floor_postgres(url, commits, execution_id, spacing, rounds)
+    return floor, len(commits)
+
+
+def prepared(url: str, texts: list[str]) -> tuple[Any, list[Any]]:
+    """The database at ``url``, migrated, with these flows."""
     db = database.open_database(url)
     database.upgrade(db)
-    records = [
-        import_flow(db, load_flow_text(text).model_dump(exclude_none=True))[0]
-        for text in (SLEEPY, SLEEPIER, TRANSFORM)
-    ]
-    capture = _capture_sqlite() if label == "sqlite" else _capture_postgres()
+    return db, [import_flow(db, load_flow_text(text).model_dump(exclude_none=True))[0] for text in texts]
+
+
+def overhead_rows(url: str, label: str, *, quick: bool) -> list[dict[str, Any]]:
+    db, records = prepared(url, [SLEEPY, SLEEPIER, TRANSFORM])
     rounds = 300 if quick else 1200
 
     async def measure() -> dict[str, Any]:
         async with Tracker(db, Settings(database_url=url), kind="bench") as tracker:
             sleepy, sleepier, transform = (tracker.prepare(record) for record in records)
             found = {
-                "1ms": await _measure(tracker, sleepy, rounds // 4),
-                "10ms": await _measure(tracker, sleepier, rounds // 10),
-                "transform": await _measure(tracker, transform, rounds),
+                "1ms": await measure_flow(tracker, sleepy, rounds // 4),
+                "10ms": await measure_flow(tracker, sleepier, rounds // 10),
+                "transform": await measure_flow(tracker, transform, rounds),
             }
-            start, stop = capture
-            start()
-            execution_id = new_id()
-            await tracker.run(sleepy, {"i": 0}, CallInfo(Transport.CLI), execution_id=execution_id)
-            commits = stop()
-        assert len(commits) == 2, f"one execution of the 10 x 1 ms flow is two commits, not {commits}"
-        spacing = found["1ms"][1]
-        if label == "sqlite":
-            floor = await _floor_sqlite(db.url.database or "", commits, execution_id, spacing, rounds // 4)
-        else:
-            floor = await _floor_postgres(url, commits, execution_id, spacing, rounds // 4)
+            floor, commits = await floor_of(tracker, sleepy, found["1ms"][1], rounds // 4)
+        assert commits == 2, f"one execution of the 10 x 1 ms flow is two commits, not {commits}"
         return {**found, "floor": floor}
 
     found = asyncio.run(measure())

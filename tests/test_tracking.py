@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from flowdeck.engine import NodeContext, NodeType, node_types
+from flowdeck.events import EventHub
+from flowdeck.flowfiles import load_flow_text
 from flowdeck.settings import Settings
+from flowdeck.states import StepStatus
 from flowdeck.store import database
-from flowdeck.store.flows import delete_flow, get_flow
+from flowdeck.store.flows import delete_flow, get_flow, import_flow
 from flowdeck.store.reads import Filter, get_execution, list_executions
+from flowdeck.store.writes import StepRow
 from flowdeck.tracking import CallInfo, Tracker
+from flowdeck.tracking.writer import Writer
 
 CLI = CallInfo("cli")
 
@@ -367,3 +373,55 @@ async def test_cancelled_while_its_start_is_written_it_still_ends(
         await asyncio.sleep(0.02)
     assert page.total == 1
     assert (page.items[0].status, page.items[0].error_type) == ("error", "cancelled")
+
+
+async def test_a_step_that_ended_keeps_its_row_whatever_lands_after(
+    tracker: Tracker, db: Engine, add_flow
+) -> None:
+    """Batches may land out of order (on PostgreSQL, steps alone go through a connection of their
+    own): an older state of a step never overwrites one that has ended."""
+    run = await tracker.run(tracker.prepare(add_flow(THREE_STEPS)), {"who": "ada"}, CLI)
+    ended = get_execution(db, run.execution_id).steps[0]
+    writer = Writer(db, EventHub(db))
+    await writer.start()
+    stale = StepRow(
+        execution_id=run.execution_id,
+        index=0,
+        node_id="first",
+        node_type="transform",
+        status=StepStatus.PENDING,
+        started_at=ended.started_at,
+        ended_at=None,
+        output=None,
+        output_truncated=False,
+        error=None,
+        attempts=None,
+        items=None,
+        child_execution_id=None,
+        remote=None,
+    )
+    writer.write_step(stale)
+    await writer.close()  # writes what is queued
+    kept = get_execution(db, run.execution_id).steps[0]
+    assert (kept.status, kept.output, kept.ended_at) == (
+        "fulfilled",
+        {"who": "ada", "twice": 10},
+        ended.ended_at,
+    )
+
+
+async def test_the_wal_is_copied_back_beside_the_commits(tmp_path: Path) -> None:
+    """SQLite: the writer's commits leave checkpoints to a thread of their own; they still happen."""
+    url = f"sqlite:///{tmp_path / 'wal.db'}"
+    db = database.open_database(url)
+    database.upgrade(db)
+    flow, _ = import_flow(db, load_flow_text(THREE_STEPS).model_dump(exclude_none=True))
+    before = (tmp_path / "wal.db").stat().st_size
+    async with Tracker(db, Settings(database_url=url), kind="test") as tracker:
+        for i in range(300):  # about 100 pages of tables and indexes, written to the WAL
+            await tracker.run(tracker.prepare(flow), {"who": f"w{i}"}, CLI)
+        with db.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # others: as ever
+        await asyncio.sleep(1.2)
+        assert (tmp_path / "wal.db").stat().st_size > before + 200_000  # copied into the database file
+    db.dispose()

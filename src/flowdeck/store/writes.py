@@ -2,7 +2,8 @@
 (new executions, step states, final states), on SQLite and on PostgreSQL.
 
 The final update is guarded by ``status = PENDING`` (the only state an execution may leave, see
-:data:`flowdeck.states.TRANSITIONS`), so an end never overwrites another, whichever comes first.
+:data:`flowdeck.states.TRANSITIONS`), so an end never overwrites another, whichever comes first; so
+is a step's: a step that has ended keeps its row, whatever batch lands after.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class SqliteWrites:
         upsert = upsert.on_conflict_do_update(
             index_elements=[steps.c.execution_id, steps.c.idx],
             set_={name: upsert.excluded[name] for name in _STEP_UPDATES},
+            where=steps.c.status == literal_column(f"'{StepStatus.PENDING}'"),
         )
         finish = (
             update(executions)
@@ -190,7 +192,8 @@ def postgres_batch_sql(
         columns = ", ".join(step_column(name) for name in STEP_FIELDS)
         parts.append(
             f"INSERT INTO execution_steps ({columns}) VALUES {rows(n_steps, STEP_FIELDS, _PG_CASTS)} "
-            f"ON CONFLICT (execution_id, idx) DO UPDATE SET {updates}"
+            f"ON CONFLICT (execution_id, idx) DO UPDATE SET {updates} "
+            f"WHERE execution_steps.status = '{StepStatus.PENDING}'"
         )
     if n_finishes:
         columns = ("execution_id", *FINISH_FIELDS)

@@ -1,8 +1,10 @@
-"""SC-005 by flow length: what tracking adds to flows of 1 ms, 10 ms, 100 ms and 1 s (ten nodes
-each), on SQLite and PostgreSQL, beside what the database alone costs for the same writes (the
-floor: the writer's statements for one execution, replayed bare). Prints a Markdown table.
+"""SC-005 by flow length: what tracking adds to flows of ten nodes, from under a millisecond to a
+second (ten transforms; ten waits of 1 ms, 10 ms, 100 ms: asyncio sleeps no less than about a
+millisecond, so the shortest flow is one that computes), on SQLite and PostgreSQL, beside what the
+database alone costs for the same writes (the floor: the writer's statements for one execution,
+replayed bare). Prints a Markdown table.
 
-``python -m bench.flow_length`` (``make bench-lengths``): about 5 minutes; outside ``make bench``."""
+``python -m bench.flow_length`` (``make bench-lengths``): about 4 minutes; outside ``make bench``."""
 
 from __future__ import annotations
 
@@ -15,15 +17,17 @@ from bench.overhead import floor_of, flow_of_ten, measure_flow, prepared
 from flowdeck.settings import Settings
 from flowdeck.tracking import Tracker
 
-# (a flow's length, its node's delay in seconds, rounds tracked and untracked)
-LENGTHS = [("1 ms", 0.0001, 300), ("10 ms", 0.001, 150), ("100 ms", 0.01, 40), ("1 s", 0.1, 12)]
+# (the flow, its ten nodes, rounds tracked and untracked)
+LENGTHS = [
+    ("10 transforms", "transform, config: {value: {i: '{{ input.i }}', text: 'some output'}}", 300),
+    ("10 x 1 ms", "delay, config: {seconds: 0.001}", 150),
+    ("10 x 10 ms", "delay, config: {seconds: 0.01}", 40),
+    ("10 x 100 ms", "delay, config: {seconds: 0.1}", 12),
+]
 
 
 async def _rows(url: str, label: str) -> list[str]:
-    texts = [
-        flow_of_ten(f"length_{i}", f"delay, config: {{seconds: {delay}}}")
-        for i, (_, delay, _) in enumerate(LENGTHS)
-    ]
+    texts = [flow_of_ten(f"length_{i}", node) for i, (_, node, _) in enumerate(LENGTHS)]
     db, records = prepared(url, texts)
     rows = []
     async with Tracker(db, Settings(database_url=url), kind="bench") as tracker:

@@ -44,7 +44,12 @@ def params_preview(params: Any) -> str:
         return ""
     name, value = next(iter(params.items()))
     try:
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=_unknown)
+        if isinstance(value, str):
+            shown = value
+        elif isinstance(value, int) and not isinstance(value, bool):  # most first arguments: as is
+            shown = str(value)
+        else:
+            shown = json.dumps(value, ensure_ascii=False, default=_unknown)
     except (RecursionError, ValueError):
         shown = "…"
     text = " ".join(f"{name}: {shown}".split())

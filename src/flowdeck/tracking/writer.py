@@ -298,10 +298,13 @@ class Writer:
     def _take_steps(self) -> dict[tuple[str, int], StepRow]:
         """The queued steps' rows (the newest state of each), no longer queued."""
         steps = self._steps
-        for source in self._sources:
-            for row in source.step_rows():
-                steps[(row["execution_id"], row["index"])] = row
-        self._steps, self._sources = {}, []
+        if self._sources:
+            for source in self._sources:
+                for row in source.step_rows():
+                    steps[(row["execution_id"], row["index"])] = row
+            self._sources = []
+        if steps:
+            self._steps = {}
         return steps
 
     async def start_execution(self, row: ExecutionRow, params: list[ParamRow], *events: Event) -> None:
@@ -370,17 +373,22 @@ class Writer:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            steps = {**self._kept_steps, **self._take_steps()}
-            commits: list[Op] = [(FINISH, row, None) for row in self._kept_finishes] + self._commits
-            self._commits, self._kept_steps, self._kept_finishes = [], {}, []
+            steps = self._take_steps()
+            commits = self._commits
+            if self.kept:
+                steps = {**self._kept_steps, **steps}
+                commits = [(FINISH, row, None) for row in self._kept_finishes] + commits
+                self._kept_steps, self._kept_finishes = {}, []
+            self._commits = []
             events, self._events = self._events, []
             # an execution that ends in the batch that starts it (cancelled while its start was being
             # written) ends in a write of its own: one statement's update does not see its own insert
-            started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}  # type: ignore[typeddict-item]
-            late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]  # type: ignore[typeddict-item]
-            ops: list[Op] = [(STEP, row, None) for row in steps.values()] + [
-                op for op in commits if op not in late
-            ]
+            late: list[Op] = []
+            if len(commits) > 1:
+                started = {row["id"] for kind, row, _ in commits if kind == EXECUTION}  # type: ignore[typeddict-item]
+                late = [op for op in commits if op[0] == FINISH and op[1]["execution_id"] in started]  # type: ignore[typeddict-item]
+                commits = [op for op in commits if op not in late]
+            ops: list[Op] = [(STEP, row, None) for row in steps.values()] + commits if steps else commits
             for start in range(0, len(ops), MAX_BATCH):
                 last = start + MAX_BATCH >= len(ops) and not late
                 await self._write(ops[start : start + MAX_BATCH], events if last else [])
@@ -438,14 +446,15 @@ class Writer:
 
 def _batch(ops: list[Op]) -> Batch:
     batch = Batch()
-    target: dict[str, list[Any]] = {
-        EXECUTION: batch.executions,
-        PARAM: batch.params,
-        STEP: batch.steps,
-        FINISH: batch.finishes,
-    }
     for kind, row, _ in ops:
-        target[kind].append(row)
+        if kind == STEP:
+            batch.steps.append(row)  # type: ignore[arg-type]
+        elif kind == FINISH:
+            batch.finishes.append(row)  # type: ignore[arg-type]
+        elif kind == EXECUTION:
+            batch.executions.append(row)  # type: ignore[arg-type]
+        else:
+            batch.params.append(row)  # type: ignore[arg-type]
     return batch
 
 

@@ -59,7 +59,12 @@ def params_preview(params: Any) -> str:
 def param_value(value: Any) -> str:
     """An argument as the param filter compares it: a string as it is, anything else as its JSON
     text; one longer than ``PARAM_CHARS`` as ``sha256:<hash>`` of that text (both sides alike)."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool):  # its JSON text, without json
+        text = str(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if len(text) > PARAM_CHARS:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return text

@@ -104,29 +104,29 @@ class Recorder:
             arguments, input_cut = encode_value(given, self._max_bytes)
             params_cut = params_cut or input_cut
         self._preview = params_preview(initial)
-        row = ExecutionRow(
-            id=run.execution_id,
-            flow_id=run.flow.flow_id,
-            flow_name=run.flow.name,
-            flow_revision=run.flow.revision,
-            status=Status.PENDING,
-            started_at=run.started_at,
-            params_preview=self._preview,
-            initial_params=params,
-            input=arguments,
-            params_truncated=params_cut,
-            steps_total=len(run.flow.nodes),
-            client_name=self._call.client_name,
-            client_version=self._call.client_version,
-            transport=self._call.transport,
-            runner_id=self._runner_id,
-            parent_execution_id=run.parent.execution_id if run.parent else None,
-            parent_node_id=run.parent.node_id if run.parent else None,
-            rerun_of=self._call.rerun_of,
-            trace_id=self._trace_id,
-        )
-        params = [
-            ParamRow(execution_id=run.execution_id, flow_id=run.flow.flow_id, key=key, value=value)
+        row: ExecutionRow = {
+            "id": run.execution_id,
+            "flow_id": run.flow.flow_id,
+            "flow_name": run.flow.name,
+            "flow_revision": run.flow.revision,
+            "status": Status.PENDING,
+            "started_at": run.started_at,
+            "params_preview": self._preview,
+            "initial_params": params,
+            "input": arguments,
+            "params_truncated": params_cut,
+            "steps_total": len(run.flow.nodes),
+            "client_name": self._call.client_name,
+            "client_version": self._call.client_version,
+            "transport": self._call.transport,
+            "runner_id": self._runner_id,
+            "parent_execution_id": run.parent.execution_id if run.parent else None,
+            "parent_node_id": run.parent.node_id if run.parent else None,
+            "rerun_of": self._call.rerun_of,
+            "trace_id": self._trace_id,
+        }
+        params: list[ParamRow] = [
+            {"execution_id": run.execution_id, "flow_id": run.flow.flow_id, "key": key, "value": value}
             for key, value in param_pairs(initial)
         ]
         self._metrics.started(run)
@@ -190,16 +190,16 @@ class Recorder:
         if run.flow.output is not None and run.status == Status.FULFILLED:
             output, cut = encode_value(run.output, self._max_bytes)
         error = run.error
-        row = FinishRow(
-            execution_id=run.execution_id,
-            status=run.status,
-            ended_at=run.ended_at,  # type: ignore[typeddict-item]
-            output=output,
-            output_truncated=cut,
-            error_type=error.type if error else None,
-            error_message=error.message if error else None,
-            error_node_id=error.node_id if error else None,
-        )
+        row: FinishRow = {
+            "execution_id": run.execution_id,
+            "status": run.status,
+            "ended_at": run.ended_at,  # type: ignore[typeddict-item]
+            "output": output,
+            "output_truncated": cut,
+            "error_type": error.type if error else None,
+            "error_message": error.message if error else None,
+            "error_node_id": error.node_id if error else None,
+        }
         try:
             await self._writer.finish_execution(row, *self._summary_events(run))
         except asyncio.CancelledError:
@@ -215,22 +215,22 @@ class Recorder:
         output, cut = None, False
         if step.output is not None or step.status == StepStatus.FULFILLED:
             output, cut = encode_value(step.output, self._max_bytes)
-        return StepRow(
-            execution_id=run.execution_id,
-            index=step.index,
-            node_id=step.node_id,
-            node_type=step.node_type,
-            status=step.status,
-            started_at=step.started_at,
-            ended_at=step.ended_at,
-            output=output,
-            output_truncated=cut,
-            error=step.error,
-            attempts=_json(step.attempts) if step.attempts and len(step.attempts) > 1 else None,
-            items=None if step.items is None else _json([_item(item) for item in step.items]),
-            child_execution_id=step.child_execution_id,
-            remote=None if step.remote is None else _json(step.remote),
-        )
+        return {
+            "execution_id": run.execution_id,
+            "index": step.index,
+            "node_id": step.node_id,
+            "node_type": step.node_type,
+            "status": step.status,
+            "started_at": step.started_at,
+            "ended_at": step.ended_at,
+            "output": output,
+            "output_truncated": cut,
+            "error": step.error,
+            "attempts": _json(step.attempts) if step.attempts and len(step.attempts) > 1 else None,
+            "items": None if step.items is None else _json([_item(item) for item in step.items]),
+            "child_execution_id": step.child_execution_id,
+            "remote": None if step.remote is None else _json(step.remote),
+        }
 
     # Events are built only when somebody may watch: they cost a few microseconds each.
 

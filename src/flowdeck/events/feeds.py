@@ -14,7 +14,7 @@ from flowdeck.events.event import Event
 from flowdeck.events.wire import decode
 from flowdeck.states import Status
 from flowdeck.store.reads import changes_by_others, newest_execution_id
-from flowdeck.store.runners import RESYNC, WATCHING_CHANNEL
+from flowdeck.store.runners import RESYNC, WATCHING_CHANNEL, watched_until
 from flowdeck.store.writes import EVENTS_CHANNEL
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ async def listen(hub: EventHub, db: Engine, ready: asyncio.Event) -> None:
                 ready.set()
                 async for notice in connection.notifies():
                     if notice.channel == WATCHING_CHANNEL:
-                        hub.watched_elsewhere(int(notice.payload))
+                        hub.watched_elsewhere(watched_until(notice.payload))
                     elif notice.payload == RESYNC:
                         hub.interrupted("another process recorded executions before it knew of watchers")
                     else:

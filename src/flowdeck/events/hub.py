@@ -93,9 +93,14 @@ class EventHub:
     def wanted(self) -> bool:
         """Whether events are worth building: somebody watches, or watched a moment ago (and may
         reconnect for what it missed), here or, on PostgreSQL, on another server."""
-        if self._watchers or time.monotonic() - self._left < RECONNECT_GRACE_S:
+        if self._wanted_here:
             return True
         return self.via_database and now_us() < self._elsewhere_until
+
+    @property
+    def _wanted_here(self) -> bool:
+        """This hub's watchers, or those that left a moment ago and may reconnect."""
+        return bool(self._watchers) or time.monotonic() - self._left < RECONNECT_GRACE_S
 
     @property
     def watched(self) -> bool:
@@ -134,7 +139,7 @@ class EventHub:
     async def _keep_announcing(self) -> None:
         while True:
             await asyncio.sleep(WATCH_TTL_S / 6)
-            if self._watchers or time.monotonic() - self._left < RECONNECT_GRACE_S:
+            if self._wanted_here:
                 await self._announce_when_due()
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:

@@ -86,6 +86,11 @@ def announce_watched(db: Engine, runner_id: str | None, until_us: int) -> None:
         connection.execute(select(func.pg_notify(WATCHING_CHANNEL, str(until_us))))
 
 
+def watched_until(payload: str) -> int:
+    """The moment a notice on ``WATCHING_CHANNEL`` names; 0 (long past) for one that names none."""
+    return int(payload) if payload.isdigit() else 0
+
+
 def send_resync(db: Engine) -> None:
     """Tell every server's watchers to reload: this process recorded executions without sending
     their events (nobody watched, as far as it knew)."""

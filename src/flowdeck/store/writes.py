@@ -172,9 +172,11 @@ def postgres_batch_sql(
     values (a 10-step batch spent more there than in the database)."""
     numbers = itertools.count(1)
 
+    def row(fields: tuple[str, ...], casts: dict[str, str]) -> str:
+        return "(" + ", ".join(f"${next(numbers)}{casts.get(name, '')}" for name in fields) + ")"
+
     def rows(count: int, fields: tuple[str, ...], casts: dict[str, str]) -> str:
-        row = lambda: "(" + ", ".join(f"${next(numbers)}{casts.get(name, '')}" for name in fields) + ")"  # noqa: E731
-        return ", ".join(row() for _ in range(count))
+        return ", ".join(row(fields, casts) for _ in range(count))
 
     parts = []
     if n_executions:

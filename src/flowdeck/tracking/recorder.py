@@ -141,11 +141,7 @@ class Recorder:
             ) from exc
 
     def step_started(self, run: Run, step: StepRun) -> None:
-        if self._writer.events_wanted():
-            row = self._step_row(run, step)
-            self._writer.write_step(row, self._step_event(run, row))
-        else:
-            self._changed(run, step)
+        self._step_changed(run, step)
 
     def step_progress(self, run: Run, step: StepRun, message: str | None) -> None:
         """A running step's tries, items or child, written now and then while it runs."""
@@ -153,19 +149,22 @@ class Recorder:
         if now - self._progress_at < PROGRESS_WRITE_S:
             return
         self._progress_at = now
-        if self._writer.events_wanted():
-            row = self._step_row(run, step)
-            self._writer.write_step(row, self._step_event(run, row))
-        else:
-            self._changed(run, step)
+        self._step_changed(run, step)
 
     def step_finished(self, run: Run, step: StepRun) -> None:
         self._steps_done += 1
-        if self._writer.events_wanted():
-            row = self._step_row(run, step)
-            self._writer.write_step(row, self._step_event(run, row), self._summary_event(run))
-        else:
+        self._step_changed(run, step, ended=True)
+
+    def _step_changed(self, run: Run, step: StepRun, *, ended: bool = False) -> None:
+        """Watched: the step's row now, with its event (and the execution's, once it ended)."""
+        if not self._writer.events_wanted():
             self._changed(run, step)
+            return
+        row = self._step_row(run, step)
+        events = [self._step_event(run, row)]
+        if ended:
+            events.append(self._summary_event(run))
+        self._writer.write_step(row, *events)
 
     def _changed(self, run: Run, step: StepRun) -> None:
         """Nobody watches: the step's row is made when the next batch is written (by then most

@@ -41,7 +41,7 @@ from sqlalchemy import Engine
 from flowdeck.events import Event, EventHub
 from flowdeck.events.wire import notify_payloads
 from flowdeck.store import database
-from flowdeck.store.runners import WATCHED_UNTIL_SQL, WATCHING_CHANNEL
+from flowdeck.store.runners import WATCHED_UNTIL_SQL, WATCHING_CHANNEL, watched_until
 from flowdeck.store.writes import (
     Batch,
     ExecutionRow,
@@ -197,8 +197,8 @@ class _Postgres:
             log.warning("the execution writer could not connect yet: %s", exc)
 
     def _heard(self, notice: psycopg.Notify) -> None:
-        if notice.channel == WATCHING_CHANNEL and notice.payload.isdigit():
-            self._watched(int(notice.payload))
+        if notice.channel == WATCHING_CHANNEL:
+            self._watched(watched_until(notice.payload))
 
     async def write(self, batch: Batch, events: list[Event]) -> None:
         """One statement: the writes, and the events as notices delivered when it commits."""
@@ -297,14 +297,11 @@ class Writer:
 
     def _take_steps(self) -> dict[tuple[str, int], StepRow]:
         """The queued steps' rows (the newest state of each), no longer queued."""
-        steps = self._steps
-        if self._sources:
-            for source in self._sources:
-                for row in source.step_rows():
-                    steps[(row["execution_id"], row["index"])] = row
-            self._sources = []
-        if steps:
-            self._steps = {}
+        steps, sources = self._steps, self._sources
+        self._steps, self._sources = {}, []
+        for source in sources:
+            for row in source.step_rows():
+                steps[(row["execution_id"], row["index"])] = row
         return steps
 
     async def start_execution(self, row: ExecutionRow, params: list[ParamRow], *events: Event) -> None:
@@ -397,7 +394,9 @@ class Writer:
             if self.kept and not self._closed and self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._ready.set)
 
-    async def _write(self, ops: list[Op], events: list[Event], backend: Any = None) -> None:
+    async def _write(
+        self, ops: list[Op], events: list[Event], backend: _Sqlite | _Postgres | None = None
+    ) -> None:
         backend = backend or self._backend
         try:
             await backend.write(_batch(ops), events)
@@ -446,15 +445,14 @@ class Writer:
 
 def _batch(ops: list[Op]) -> Batch:
     batch = Batch()
+    target: dict[str, list[Any]] = {
+        EXECUTION: batch.executions,
+        PARAM: batch.params,
+        STEP: batch.steps,
+        FINISH: batch.finishes,
+    }
     for kind, row, _ in ops:
-        if kind == STEP:
-            batch.steps.append(row)  # type: ignore[arg-type]
-        elif kind == FINISH:
-            batch.finishes.append(row)  # type: ignore[arg-type]
-        elif kind == EXECUTION:
-            batch.executions.append(row)  # type: ignore[arg-type]
-        else:
-            batch.params.append(row)  # type: ignore[arg-type]
+        target[kind].append(row)
     return batch
 
 

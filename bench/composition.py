@@ -1,6 +1,7 @@
 """What composing costs: an mcp node's hop (a flowdeck call that relays to another MCP server,
-against calling that server directly), a flow node's child execution (against the same work
-inline), and how many map items a second a tracked map gets through."""
+against calling that server directly), the same for the server's tool exposed by flowdeck (a proxy),
+a flow node's child execution (against the same work inline), and how many map items a second a
+tracked map gets through."""
 
 from __future__ import annotations
 
@@ -49,10 +50,11 @@ nodes:
 
 @contextlib.contextmanager
 def _relay_server(folder: Path, remote: str) -> Iterator[str]:
-    """A flowdeck serving the relay flow, whose mcp node calls ``remote``."""
+    """A flowdeck serving the relay flow, whose mcp node calls ``remote``, and ``remote``'s tools,
+    exposed (``local__echo``)."""
     (folder / "relay.yaml").write_text(RELAY)
     servers = folder / "servers.json"
-    servers.write_text(json.dumps({"mcpServers": {"local": {"url": remote}}}))
+    servers.write_text(json.dumps({"mcpServers": {"local": {"url": remote, "expose": True}}}))
     port = free_port()
     env = flowdeck_env(f"sqlite:///{folder}/relay.db")
     command = [
@@ -73,26 +75,29 @@ def _relay_server(folder: Path, remote: str) -> Iterator[str]:
         process.wait(30)
 
 
-async def _hop(flowdeck: str, remote: str, rounds: int) -> tuple[float, float]:
-    """Median seconds of a call through flowdeck's relay flow and of the same tool called directly,
-    alternating, each client's session opened (and warm) before the clock."""
-    through: list[float] = []
-    direct: list[float] = []
+async def _hop(flowdeck: str, remote: str, rounds: int) -> dict[str, float]:
+    """Median seconds of a call through flowdeck's relay flow, of the exposed tool, and of the same
+    tool called directly, in turns (whoever went first goes last next), each client's session opened
+    (and warm) before the clock."""
     async with Client(flowdeck) as via, Client(remote) as straight:
+        calls = {
+            "relay": lambda m: via.call_tool("relay", {"message": m}),
+            "exposed": lambda m: via.call_tool("local__echo", {"message": m}),
+            "direct": lambda m: straight.call_tool("echo", {"message": m}),
+        }
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        await via.list_tools()  # waits for flowdeck's first listing of the remote's tools
         for _ in range(20):
-            await via.call_tool("relay", {"message": "warm"})
-            await straight.call_tool("echo", {"message": "warm"})
+            for call in calls.values():
+                await call("warm")
+        order = list(calls)
         for i in range(rounds):
-            for name in ("via", "straight") if i % 2 == 0 else ("straight", "via"):
+            for name in order[i % 3 :] + order[: i % 3]:
                 started = time.perf_counter()
-                if name == "via":
-                    result = await via.call_tool("relay", {"message": f"m{i}"})
-                    through.append(time.perf_counter() - started)
-                else:
-                    result = await straight.call_tool("echo", {"message": f"m{i}"})
-                    direct.append(time.perf_counter() - started)
+                result = await calls[name](f"m{i}")
+                times[name].append(time.perf_counter() - started)
                 assert not result.is_error, result.content
-    return statistics.median(through), statistics.median(direct)
+    return {name: statistics.median(spent) for name, spent in times.items()}
 
 
 async def _tracked(folder: Path, rounds: int) -> tuple[float, float, float]:
@@ -137,7 +142,8 @@ def composition_rows(*, quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         with everything_http() as remote, _relay_server(folder, remote) as flowdeck:
-            through, direct = asyncio.run(_hop(flowdeck, remote, rounds))
+            hops = asyncio.run(_hop(flowdeck, remote, rounds))
+        through, exposed, direct = hops["relay"], hops["exposed"], hops["direct"]
         via, inline, items_per_s = asyncio.run(_tracked(folder, rounds))
     return [
         {
@@ -147,6 +153,14 @@ def composition_rows(*, quick: bool) -> list[dict[str, Any]]:
             "note": f"a flow whose mcp node calls the everything server's echo over HTTP,"
             f" {through * 1e3:.2f} ms,"
             f" against echo called directly, {direct * 1e3:.2f} ms (medians of {rounds}, alternating)",
+        },
+        {
+            "name": "proxy_added_ms",
+            "value": round((exposed - direct) * 1e3, 3),
+            "unit": "ms",
+            "note": f"the everything server's echo exposed by flowdeck (local__echo, over HTTP both ways),"
+            f" {exposed * 1e3:.2f} ms, against echo called directly, {direct * 1e3:.2f} ms"
+            f" (medians of {rounds}, in turns)",
         },
         {
             "name": "subflow_added_us_sqlite",

@@ -121,7 +121,9 @@ def create_app(
 ) -> FastAPI:
     """The app; nothing touches the database until its lifespan starts."""
     runtime = Runtime.create(settings, kind="serve")
-    server = build_server(runtime.catalog, runtime.tracker, transport=Transport.HTTP)
+    server = build_server(
+        runtime.catalog, runtime.tracker, transport=Transport.HTTP, exposures=runtime.exposures
+    )
     events = RecentEvents()  # a call's stream that drops is resumed from here (Last-Event-ID)
     mcp_app = server.streamable_http_app(
         streamable_http_path="/mcp",

@@ -1,13 +1,16 @@
 """The live flows a process offers as tools: held in memory, refreshed when the database says they
 changed, so that a flow created, changed or deleted by any process (the CLI, the API, another server
 on the same PostgreSQL) is seen without a restart. It is also how a ``flow`` node finds and runs
-another flow (the engine's ``ChildFlows`` port)."""
+another flow (the engine's ``ChildFlows`` port).
+
+Flows made to serve a remote server's tools are served only by a process that exposes that server
+(it has the session to call it with); the others still list them on the Flows page."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from sqlalchemy import Engine
@@ -31,9 +34,10 @@ class Catalog:
     awaited, in a task of its own, after every refresh that found a change (but the first), whoever
     looked."""
 
-    def __init__(self, db: Engine, tracker: Tracker) -> None:
+    def __init__(self, db: Engine, tracker: Tracker, exposing: Collection[str] = ()) -> None:
         self._db = db
         self._tracker = tracker
+        self._exposing = frozenset(exposing)
         self._listeners: list[Listener] = []
         self._version: tuple[int, int] | None = None
         self._flows: dict[str, FlowRecord] = {}
@@ -58,14 +62,23 @@ class Catalog:
         return True
 
     def flows(self) -> list[FlowRecord]:
-        return list(self._flows.values())
+        """The flows this process serves as tools."""
+        return [record for record in self._flows.values() if self._serves(record)]
 
-    def find(self, name: str) -> PreparedFlow | None:
-        """The live flow of that name, ready to run; a name not known yet gets one fresh look."""
+    def served(self, name: str) -> FlowRecord | None:
+        """The flow this process serves under that name; a name not known yet gets one fresh look."""
         record = self._flows.get(name)
         if record is None and self.refresh():
             record = self._flows.get(name)
+        return record if record is not None and self._serves(record) else None
+
+    def find(self, name: str) -> PreparedFlow | None:
+        """The flow served under that name, ready to run."""
+        record = self.served(name)
         return None if record is None else self._tracker.prepare(record)
+
+    def _serves(self, record: FlowRecord) -> bool:
+        return record.exposed is None or record.exposed["server"] in self._exposing
 
     def names(self) -> set[str]:
         return set(self._flows)

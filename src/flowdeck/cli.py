@@ -149,17 +149,22 @@ def flows_import(
 
 @flows_app.command("list")
 def flows_list() -> None:
-    """Live flows; deleted flows that have executions follow, marked deleted."""
+    """Live flows; deleted flows that have executions follow, marked deleted. A flow serving an
+    exposed server's tool says which server."""
     db = _db()
     records = list_flows(db, include_deleted=True)
     if not records:
         typer.echo("no flows: import some with `flowdeck flows import PATH`")
         return
-    typer.echo(f"{'NAME':24} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
-    for record in records:
-        name = record.name + (" (deleted)" if record.deleted else "")
+    names = [record.name + (" (deleted)" if record.deleted else "") for record in records]
+    width = max(24, *map(len, names))
+    typer.echo(f"{'NAME':{width}} {'REV':>4} {'EXECUTIONS':>10}  DESCRIPTION")
+    for name, record in zip(names, records, strict=True):
         count = list_executions(db, Filter(flow_id=record.id), per_page=1).total  # from the kept counters
-        typer.echo(f"{name:24} {record.revision:>4} {count:>10}  {record.description.strip()[:60]}")
+        about = record.description.strip()[:60]
+        if record.exposed_server is not None:
+            about = f"[exposed from {record.exposed_server}] {about}"
+        typer.echo(f"{name:{width}} {record.revision:>4} {count:>10}  {about}")
 
 
 @flows_app.command("delete")

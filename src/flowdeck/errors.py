@@ -33,6 +33,10 @@ class NameTaken(Conflict):
     """Another live flow already has that name."""
 
 
+class ReadOnlyFlow(Conflict):
+    """A flow made by flowdeck to serve a remote tool: it follows the remote, nobody edits it."""
+
+
 class CannotRerun(Conflict):
     """An execution that can't be run again as it was: its arguments were stored redacted or cut,
     or its flow is deleted."""

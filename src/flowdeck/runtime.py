@@ -1,5 +1,6 @@
 """What a process that runs flows holds while it runs: the database, the event hub, the tracker, the
-live flows and the sessions with the MCP servers its flows call, started and stopped together.
+live flows, the sessions with the MCP servers its flows call and the followers of the servers whose
+tools it serves, started and stopped together.
 Shared by ``serve`` (HTTP), ``mcp`` (stdio) and ``flows run``; whoever serves the flows subscribes
 to the catalog's changes, so this imports nothing of serving MCP."""
 
@@ -17,8 +18,9 @@ from sqlalchemy import Engine
 from flowdeck.catalog import Catalog
 from flowdeck.engine import Services
 from flowdeck.events import EventHub
+from flowdeck.exposure import Exposures
 from flowdeck.flowfiles import check_references, load_flow_files
-from flowdeck.remote import RemoteTools, load_servers
+from flowdeck.remote import RemoteTools, exposed_prefixes, load_servers
 from flowdeck.settings import Settings
 from flowdeck.store import database
 from flowdeck.store.flows import FlowRecord, import_flow, list_flows
@@ -53,6 +55,7 @@ class Runtime:
     tracker: Tracker
     catalog: Catalog
     remote: RemoteTools | None
+    exposures: Exposures | None
 
     @classmethod
     def create(cls, settings: Settings, *, kind: str) -> Runtime:
@@ -61,10 +64,12 @@ class Runtime:
         db = database.open_database(settings.database_url)
         hub = EventHub(db)
         tracker = Tracker(db, settings, kind=kind, hub=hub)
-        catalog = Catalog(db, tracker)
         remote = remote_tools(settings)
+        prefixes = {} if remote is None else exposed_prefixes(remote.servers)
+        catalog = Catalog(db, tracker, exposing=prefixes)
+        exposures = None if remote is None or not prefixes else Exposures(db, catalog, remote, prefixes)
         tracker.services = Services(flows=catalog, tools=remote)
-        return cls(settings, db, hub, tracker, catalog, remote)
+        return cls(settings, db, hub, tracker, catalog, remote, exposures)
 
     @property
     def server_names(self) -> list[str] | None:
@@ -76,7 +81,7 @@ class Runtime:
         self, flow_paths: Iterable[Path] = (), *, serving: bool = True
     ) -> AsyncIterator[Runtime]:
         """Migrate, import ``flow_paths``, recover and start tracking; when ``serving``, follow other
-        processes' events and watch for flow changes."""
+        processes' events, watch for flow changes and serve the exposed servers' tools."""
         database.upgrade(self.db)
         import_flow_files(self.db, flow_paths, self.server_names)
         await self.tracker.start()
@@ -87,9 +92,13 @@ class Runtime:
             watcher = asyncio.get_running_loop().create_task(
                 self.catalog.watch(), name="flowdeck-flow-watcher"
             )
+            if self.exposures is not None:
+                self.exposures.start()
         try:
             yield self
         finally:
+            if self.exposures is not None:
+                await self.exposures.close()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

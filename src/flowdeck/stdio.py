@@ -19,7 +19,9 @@ async def serve_stdio(settings: Settings, flow_paths: Iterable[Path] = ()) -> No
     """Serve until the client closes stdin. Anything printed while starting goes to stderr: stdout
     carries protocol only."""
     runtime = Runtime.create(settings, kind="mcp")
-    server = build_server(runtime.catalog, runtime.tracker, transport=Transport.STDIO)
+    server = build_server(
+        runtime.catalog, runtime.tracker, transport=Transport.STDIO, exposures=runtime.exposures
+    )
     with contextlib.redirect_stdout(sys.stderr):
         starting = runtime.running(flow_paths)
         await starting.__aenter__()

@@ -40,6 +40,14 @@ def flow_json(record: store.FlowRecord) -> dict[str, Any]:
         "created_at": iso(record.created_at),
         "updated_at": iso(record.updated_at),
         "deleted_at": iso(record.deleted_at),
+        "exposed": record.exposed is not None,
+        **(
+            {}
+            if record.exposed is None
+            else {
+                "exposed_from": {"server": record.exposed["server"], "tool": record.exposed["tool"]["name"]}
+            }
+        ),
     }
 
 
@@ -93,7 +101,8 @@ def get_flow(request: Request, flow_id: str) -> dict[str, Any]:
     summary="Replace a flow's definition",
 )
 async def update_flow(request: Request, flow_id: str, definition: DefinitionBody) -> Any:
-    """The revision grows by one. A flow may be renamed; a deleted flow can't be changed."""
+    """The revision grows by one. A flow may be renamed; a deleted flow can't be changed, nor can a
+    flow made to serve an exposed server's tool (409)."""
     return await _save(request, definition, lambda db, values: store.update_flow(db, flow_id, values))
 
 

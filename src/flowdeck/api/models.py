@@ -8,6 +8,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ExposedFrom(BaseModel):
+    server: str
+    tool: str
+
+
 class Flow(BaseModel):
     """A flow's definition, plus what flowdeck keeps about it."""
 
@@ -25,6 +30,10 @@ class Flow(BaseModel):
     created_at: str
     updated_at: str
     deleted_at: str | None = Field(None, description="Set when the flow was deleted; its executions stay")
+    exposed: bool = Field(
+        False, description="Made by flowdeck to serve a tool of an exposed MCP server; read-only"
+    )
+    exposed_from: ExposedFrom | None = Field(None, description="The server and tool it serves, when exposed")
 
 
 class FlowList(BaseModel):

@@ -2,7 +2,13 @@
 bottom layer (states, records, times, errors); nothing of storage, tracking, MCP or HTTP serving
 (checked by import-linter in the tests)."""
 
-from flowdeck.engine.definition import NAME_PATTERN, FlowDefinition, NodeSpec
+from flowdeck.engine.definition import (
+    NAME_PATTERN,
+    TOOL_NAME_PATTERN,
+    ExposedFlowDefinition,
+    FlowDefinition,
+    NodeSpec,
+)
 from flowdeck.engine.execute import (
     Attempt,
     ItemRun,
@@ -20,8 +26,10 @@ from flowdeck.engine.prepare import FlowNotRunnable, PreparedFlow
 __all__ = [
     "MAX_FLOW_DEPTH",
     "NAME_PATTERN",
+    "TOOL_NAME_PATTERN",
     "Attempt",
     "ChildFlows",
+    "ExposedFlowDefinition",
     "FlowDefinition",
     "FlowNotRunnable",
     "ItemRun",

@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# a remote tool's name as MCP allows it (dots too), within the 64 characters flowdeck keeps of a name
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class RetryPolicy(BaseModel):
@@ -64,3 +66,10 @@ class FlowDefinition(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     nodes: list[NodeSpec] = Field(default_factory=list)
     output: str | None = None
+
+
+class ExposedFlowDefinition(FlowDefinition):
+    """A flow flowdeck makes to serve another server's tool under that tool's name: a name as MCP
+    allows it, which a flow file's may not be."""
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowdeck.engine.nodes import NodeContext, NodeError, Notes
-from flowdeck.engine.ports import NO_SERVICES, Parent, Services
+from flowdeck.engine.ports import NO_SERVICES, Parent, Services, ToolReply
 from flowdeck.engine.prepare import PreparedFlow, PreparedNode
 from flowdeck.engine.templates import TemplateRenderError, render_value
 from flowdeck.records import ExecutionError
@@ -44,6 +44,7 @@ class ItemRun:
     error: str | None = None
     child_execution_id: str | None = None
     remote: dict[str, Any] | None = None
+    reply: ToolReply | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +63,7 @@ class StepRun:
     items: list[ItemRun] | None = None  # a map's items, in order
     child_execution_id: str | None = None
     remote: dict[str, Any] | None = None
+    reply: ToolReply | None = None  # an mcp node's reply as it came (not recorded: its output is)
 
 
 @dataclass(slots=True)

@@ -3,6 +3,10 @@
 Built on the SDK's low-level ``Server``: tools are dynamic (a flow changes at run time), arguments are
 validated by the engine against the flow's own schema, and errors are shaped here so that no
 exception text reaches a client.
+
+A flow made to serve an exposed server's tool is listed as the remote lists it (schemas,
+annotations, icons) under its own name, and its caller gets the remote's reply as it came (content
+of any kind, structured content, ``isError``), with flowdeck's execution id added to its ``_meta``.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from flowdeck import __version__
 from flowdeck.catalog import Catalog
 from flowdeck.engine import Run, StepRun
 from flowdeck.errors import ExecutionNotFound, RecordingFailed
+from flowdeck.exposure import Exposures
 from flowdeck.records import dump_json
 from flowdeck.states import Transport
+from flowdeck.store.flows import FlowRecord
 from flowdeck.store.reads import get_execution
 from flowdeck.tracking import CallInfo, Tracker
 
@@ -176,6 +182,39 @@ def tool_result(flow_name: str, run: Run) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True, meta=meta)
 
 
+def passed_on(run: Run) -> types.CallToolResult | None:
+    """The remote's reply to an exposed tool's call as it came, when the remote gave one."""
+    reply = run.steps[0].reply if run.steps else None
+    if reply is None:
+        return None
+    return types.CallToolResult.model_validate(
+        {
+            "content": reply.content,
+            "structuredContent": reply.structured,
+            "isError": reply.is_error,
+            "_meta": {**reply.meta, EXECUTION_ID_META: run.execution_id},
+        }
+    )
+
+
+# what of a remote tool's listing its exposed tool keeps (not its name, nor how it runs as a task)
+LISTED_KEYS = ("title", "description", "inputSchema", "outputSchema", "annotations", "icons")
+
+
+def _tool(record: FlowRecord) -> types.Tool:
+    if record.exposed is not None:
+        listed = record.exposed["tool"]
+        return types.Tool.model_validate(
+            {"name": record.name, **{key: listed[key] for key in LISTED_KEYS if key in listed}}
+        )
+    return types.Tool(
+        name=record.name,
+        title=record.title,
+        description=record.description,
+        input_schema=record.definition.get("input_schema") or {"type": "object"},
+    )
+
+
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
@@ -191,34 +230,32 @@ def _read_flows(read: Callable[[], T]) -> T:
         ) from None
 
 
-def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) -> Server[Any]:
+def build_server(
+    catalog: Catalog, tracker: Tracker, *, transport: Transport, exposures: Exposures | None = None
+) -> Server[Any]:
     """A server for one transport (``http`` or ``stdio``), which it records with every call. Its
-    sessions hear of the catalog's changes."""
+    sessions hear of the catalog's changes; a client listing tools gets the exposed servers' tools
+    as they are now."""
     changes = ToolChanges()
     catalog.subscribe(changes.announce)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        if exposures is not None:
+            await exposures.refresh()
         _read_flows(catalog.refresh)
         return types.ListToolsResult(
-            tools=[
-                types.Tool(
-                    name=record.name,
-                    title=record.title,
-                    description=record.description,
-                    input_schema=record.definition.get("input_schema") or {"type": "object"},
-                )
-                for record in sorted(catalog.flows(), key=lambda r: r.name)
-            ]
+            tools=[_tool(record) for record in sorted(catalog.flows(), key=lambda r: r.name)]
         )
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        flow = _read_flows(lambda: catalog.find(params.name))
-        if flow is None:
+        record = _read_flows(lambda: catalog.served(params.name))
+        if record is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name!r}")
+        flow = tracker.prepare(record)
         client = ctx.session.client_params.client_info if ctx.session.client_params else None
         call = CallInfo(transport, client.name if client else None, client.version if client else None)
         progress = None
@@ -242,7 +279,7 @@ def build_server(catalog: Catalog, tracker: Tracker, *, transport: Transport) ->
             raise  # cancelled: the execution is recorded as such, the SDK answers the client
         if progress is not None:
             await progress.close()
-        return tool_result(flow.name, run)
+        return (record.exposed is not None and passed_on(run)) or tool_result(flow.name, run)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None

@@ -3,6 +3,6 @@ nodes call their tools through (one per server per process, kept open). Serving 
 :mod:`flowdeck.mcp`; this room is a client, owned by the runtime."""
 
 from flowdeck.remote.pool import RemoteTools
-from flowdeck.remote.servers import HttpServer, ServerSpec, StdioServer, load_servers
+from flowdeck.remote.servers import HttpServer, ServerSpec, StdioServer, exposed_prefixes, load_servers
 
-__all__ = ["HttpServer", "RemoteTools", "ServerSpec", "StdioServer", "load_servers"]
+__all__ = ["HttpServer", "RemoteTools", "ServerSpec", "StdioServer", "exposed_prefixes", "load_servers"]

@@ -7,6 +7,10 @@ its output ends: the session is dropped, said in the log, and the next call star
 again. A call that finds the connection broken (an HTTP server that went away, say) fails, and the
 next call connects afresh. Cancelling a call sends ``notifications/cancelled`` to the server (the
 SDK does, when the awaiting task is cancelled).
+
+Whoever serves a server's tools (:mod:`flowdeck.exposure`) follows it: its session hears the server
+say its tools changed (``notifications/tools/list_changed``, or a ``subscriptions/listen`` stream on
+2026-07-28), and the follower is told, as it is when the session ends.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import Client, StdioServerParameters, types
+from mcp.client.session import IncomingMessage
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 
 from flowdeck import __version__
@@ -33,6 +40,12 @@ log = logging.getLogger("flowdeck.remote")
 CLIENT = types.Implementation(name="flowdeck", version=__version__)
 CONNECT_TIMEOUT_S = 30.0
 HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+# a listing longer than this many pages is cut there (a server paging forever can't hold us), and
+# one that takes longer than this fails (as does a hanging one)
+MAX_TOOL_PAGES = 100
+LIST_TIMEOUT_S = 30.0
+
+Changed = Callable[[], None]
 
 
 class _Watched:
@@ -76,9 +89,10 @@ class _Watched:
 class _Session:
     """One server's client session, held open by a task of its own until closed or gone."""
 
-    def __init__(self, name: str, spec: ServerSpec) -> None:
+    def __init__(self, name: str, spec: ServerSpec, on_change: Changed | None = None) -> None:
         self.name = name
         self.spec = spec
+        self.on_change = on_change
         self.client: Client | None = None
         self.gone = False
         self._stop = asyncio.Event()
@@ -105,13 +119,21 @@ class _Session:
                 "MCP server %r closed its connection; it is started again at the next call", self.name
             )
         self.gone = True
+        if self.on_change is not None:
+            self.on_change()
 
     async def _hold(self, ready: asyncio.Future[Client]) -> None:
         try:
-            async with Client(self._transport(), mode="auto", client_info=CLIENT) as client:
+            async with Client(
+                self._transport(), mode="auto", client_info=CLIENT, message_handler=self._message
+            ) as client:
                 self.client = client
                 ready.set_result(client)
-                await self._stop.wait()
+                async with anyio.create_task_group() as group:
+                    if self.on_change is not None:
+                        group.start_soon(self._listen, client)
+                    await self._stop.wait()
+                    group.cancel_scope.cancel()
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc)
@@ -119,6 +141,30 @@ class _Session:
                 log.warning("MCP server %r: the session ended: %s", self.name, _reason(exc))
         finally:
             self.gone = True
+
+    async def _message(self, message: IncomingMessage) -> None:
+        """A 2025-protocol server says its tools changed by notification."""
+        if isinstance(message, types.ToolListChangedNotification) and self.on_change is not None:
+            self.on_change()
+
+    async def _listen(self, client: Client) -> None:
+        """A 2026-07-28 server says its tools changed on a ``subscriptions/listen`` stream; when the
+        stream drops, so has the server."""
+        try:
+            async with client.listen(tools_list_changed=True) as changes:
+                async for _event in changes:
+                    self.on_change()  # type: ignore[misc]
+            self.ended()  # closed by the server: it is going away
+        except ListenNotSupportedError:
+            return  # an earlier protocol: its notifications come to _message
+        except SubscriptionLost as exc:
+            log.info("MCP server %r: its change stream was cut: %s", self.name, _reason(exc))
+            self.ended()
+        except MCPError as exc:  # it does not offer the stream: its tools are listed again when asked
+            if exc.error.code == types.CONNECTION_CLOSED:
+                self.ended()
+            else:
+                log.info("MCP server %r does not say when its tools change: %s", self.name, _reason(exc))
 
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[Any]:
@@ -144,6 +190,38 @@ class RemoteTools:
         self._servers = servers
         self._sessions: dict[str, _Session] = {}
         self._opening: dict[str, asyncio.Lock] = {}
+        self._followers: dict[str, Changed] = {}
+
+    @property
+    def servers(self) -> dict[str, ServerSpec]:
+        return dict(self._servers)
+
+    def follow(self, server: str, on_change: Changed) -> None:
+        """Call ``on_change`` whenever ``server`` says its tools changed, or its session ends (from
+        the next session opened on)."""
+        self._followers[server] = on_change
+
+    async def list_tools(self, server: str) -> list[dict[str, Any]]:
+        """The server's tools as it lists them now (every page), as JSON objects."""
+        session = await self._session(server)
+        client: Client = session.client  # type: ignore[assignment]
+        tools: list[dict[str, Any]] = []
+        cursor: str | None = None
+        try:
+            async with asyncio.timeout(LIST_TIMEOUT_S):
+                for _page in range(MAX_TOOL_PAGES):
+                    listed = await client.list_tools(cursor=cursor, cache_mode="refresh")
+                    tools.extend(
+                        tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+                        for tool in listed.tools
+                    )
+                    cursor = listed.next_cursor
+                    if cursor is None:
+                        break
+        except Exception as exc:
+            self._failed(session, exc)
+            raise NodeError(f"{server}: {_reason(exc)}") from None
+        return tools
 
     def knows(self, server: str) -> bool:
         return server in self._servers
@@ -168,8 +246,7 @@ class RemoteTools:
         try:
             result = await session.client.call_tool(tool, arguments, progress_callback=progress)  # type: ignore[union-attr]
         except Exception as exc:
-            if not isinstance(exc, MCPError) or exc.error.code == types.CONNECTION_CLOSED:
-                session.gone = True  # the connection is broken: the next call opens a new one
+            self._failed(session, exc)
             raise NodeError(f"{server}: {_reason(exc)}") from None
         return ToolReply(
             content=[
@@ -179,6 +256,11 @@ class RemoteTools:
             is_error=bool(result.is_error),
             meta=dict(result.meta or {}),
         )
+
+    @staticmethod
+    def _failed(session: _Session, exc: Exception) -> None:
+        if not isinstance(exc, MCPError) or exc.error.code == types.CONNECTION_CLOSED:
+            session.gone = True  # the connection is broken: the next call opens a new one
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
@@ -198,7 +280,7 @@ class RemoteTools:
             if session is not None:
                 await session.close()
                 log.info("starting MCP server %r again", server)
-            session = _Session(server, spec)
+            session = _Session(server, spec, self._followers.get(server))
             try:
                 await session.open()
             except Exception as exc:

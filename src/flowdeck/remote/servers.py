@@ -8,6 +8,9 @@
 A server is started over stdio (``command``, ``args``, ``env``, ``cwd``) or reached over streamable
 HTTP (``url``, ``headers``). ``${VAR}`` inside any value is read from the environment, so that
 secrets stay out of the file. Other keys some clients write (``type``, ``disabled``...) are ignored.
+
+A server with ``"expose": true`` has each of its tools served by flowdeck as ``<prefix>__<tool>``
+(``prefix`` defaults to the server's name), recorded like any flow: see :mod:`flowdeck.exposure`.
 """
 
 from __future__ import annotations
@@ -26,16 +29,23 @@ from flowdeck.errors import InvalidServers, Problem
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class StdioServer(BaseModel):
+PREFIX_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _Server(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+    expose: bool = False
+    prefix: str | None = Field(default=None, pattern=PREFIX_PATTERN)
+
+
+class StdioServer(_Server):
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
 
 
-class HttpServer(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class HttpServer(_Server):
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
 
@@ -67,9 +77,31 @@ def load_servers(path: Path, environ: Mapping[str, str] = os.environ) -> dict[st
         problems.extend(entry_problems)
         if spec is not None:
             found[name] = spec
+    problems.extend(_prefix_problems(found))
     if problems:
         raise InvalidServers(source, problems)
     return found
+
+
+def exposed_prefixes(servers: Mapping[str, ServerSpec]) -> dict[str, str]:
+    """The prefix of each server whose tools are exposed, by server name."""
+    return {name: spec.prefix or name for name, spec in servers.items() if spec.expose}
+
+
+def _prefix_problems(servers: Mapping[str, ServerSpec]) -> list[Problem]:
+    """An exposed server's tools are named after its prefix: it must fit a tool name, and be its own."""
+    problems: list[Problem] = []
+    owner: dict[str, str] = {}
+    for name, prefix in exposed_prefixes(servers).items():
+        if re.fullmatch(PREFIX_PATTERN, prefix) is None:
+            message = "the server's name does not fit a tool name (letters, digits, _ and -): give a prefix"
+            problems.append(Problem(f"mcpServers.{name}.prefix", message))
+        elif prefix in owner:
+            message = f"the prefix {prefix!r} is also the prefix of {owner[prefix]!r}: give each its own"
+            problems.append(Problem(f"mcpServers.{name}.prefix", message))
+        else:
+            owner[prefix] = name
+    return problems
 
 
 def _server(entry: Any, place: str, environ: Mapping[str, str]) -> tuple[ServerSpec | None, list[Problem]]:
@@ -82,17 +114,19 @@ def _server(entry: Any, place: str, environ: Mapping[str, str]) -> tuple[ServerS
     if "command" not in entry and "url" not in entry:
         problems.append(Problem(place, "needs a command (stdio) or a url (streamable HTTP)"))
         return None, problems
-    kind: type[BaseModel] = StdioServer if "command" in entry else HttpServer
+    kind: type[_Server] = StdioServer if "command" in entry else HttpServer
     try:
         return kind.model_validate(entry), problems  # type: ignore[return-value]
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             where = ".".join(str(part) for part in error["loc"])
-            message = (
-                "must be an http:// or https:// URL"
-                if error["type"] == "string_pattern_mismatch"
-                else error["msg"]
-            )
+            message = error["msg"]
+            if error["type"] == "string_pattern_mismatch":
+                message = (
+                    "must be an http:// or https:// URL"
+                    if where == "url"
+                    else "must fit a tool name: 1 to 64 letters, digits, _ or -"
+                )
             problems.append(Problem(f"{place}.{where}", message))
         return None, problems
 

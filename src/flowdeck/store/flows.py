@@ -2,6 +2,9 @@
 
 A deleted flow keeps its row (``deleted_at`` set): its executions still name it, and its name is free
 for a new live flow.
+
+A flow made by flowdeck to serve a remote server's tool (``exposed``) is written only by
+:func:`sync_exposed`: the other writers refuse to change it or to take its name.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flowdeck.errors import FlowNotFound, NameTaken
+from flowdeck.errors import FlowNotFound, NameTaken, ReadOnlyFlow
 from flowdeck.ids import new_id
 from flowdeck.store.tables import executions, flow_revisions, flows
 from flowdeck.times import now_us
@@ -30,10 +33,21 @@ class FlowRecord:
     created_at: int
     updated_at: int
     deleted_at: int | None
+    exposed: dict[str, Any] | None = None  # {"server", "tool": the remote tool as listed}
 
     @property
     def deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def exposed_server(self) -> str | None:
+        return None if self.exposed is None else self.exposed["server"]
+
+    def taken_by(self) -> str:
+        """Who holds this flow's name, for a message refusing it to another."""
+        if self.exposed is None:
+            return f"the flow {self.name!r}"
+        return f"the tool {self.exposed['tool']['name']!r} of the MCP server {self.exposed['server']!r}"
 
 
 def _record(row: Any) -> FlowRecord:
@@ -47,6 +61,7 @@ def _record(row: Any) -> FlowRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+        exposed=None if row.exposed is None else json.loads(row.exposed),
     )
 
 
@@ -55,9 +70,18 @@ def _dump(definition: dict[str, Any]) -> str:
 
 
 def create_flow(db: Engine, definition: dict[str, Any]) -> FlowRecord:
-    """Insert a live flow from a validated definition (as a dict)."""
+    """Insert a live flow from a validated definition (as a dict); a name taken is said with who
+    holds it."""
+    try:
+        return _insert(db, definition, None)
+    except NameTaken:
+        raise _name_taken(db, definition["name"]) from None
+
+
+def _insert(db: Engine, definition: dict[str, Any], exposed: dict[str, Any] | None) -> FlowRecord:
     now = now_us()
     values = {
+        "exposed": None if exposed is None else _dump(exposed),
         "id": new_id(),
         "name": definition["name"],
         "title": definition.get("title"),
@@ -76,14 +100,35 @@ def create_flow(db: Engine, definition: dict[str, Any]) -> FlowRecord:
     return get_flow(db, values["id"])
 
 
+def _name_taken(db: Engine, name: str) -> NameTaken:
+    holder = find_live_flow(db, name)
+    if holder is None or holder.exposed is None:
+        return NameTaken(f"a flow named {name!r} already exists")
+    return NameTaken(f"the name {name!r} is taken by {holder.taken_by()}, which flowdeck serves under it")
+
+
 def update_flow(db: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRecord:
-    """Replace a live flow's definition; the revision grows by one. Renaming is allowed."""
+    """Replace a live flow's definition; the revision grows by one. Renaming is allowed; a flow
+    made to serve a remote tool is refused (:class:`~flowdeck.errors.ReadOnlyFlow`)."""
+    current = get_flow(db, flow_id)
+    if current.exposed is not None and not current.deleted:
+        raise ReadOnlyFlow(
+            f"{current.name!r} is made by flowdeck from {current.taken_by()} and follows it: it can't be"
+            " edited (change the remote tool, or its entry in the servers file)"
+        )
+    return _update(db, flow_id, definition, None)
+
+
+def _update(
+    db: Engine, flow_id: str, definition: dict[str, Any], exposed: dict[str, Any] | None
+) -> FlowRecord:
     try:
         with db.begin() as connection:
             result = connection.execute(
                 update(flows)
                 .where(flows.c.id == flow_id, flows.c.deleted_at.is_(None))
                 .values(
+                    exposed=None if exposed is None else _dump(exposed),
                     name=definition["name"],
                     title=definition.get("title"),
                     description=definition.get("description") or "",
@@ -96,7 +141,7 @@ def update_flow(db: Engine, flow_id: str, definition: dict[str, Any]) -> FlowRec
                 raise FlowNotFound(f"no live flow with id {flow_id!r}")
             _keep_revision(connection, flow_id)
     except IntegrityError:
-        raise NameTaken(f"a flow named {definition['name']!r} already exists") from None
+        raise _name_taken(db, definition["name"]) from None
     return get_flow(db, flow_id)
 
 
@@ -132,14 +177,52 @@ def import_flow(
     existing = find_live_flow(db, definition["name"])
     if existing is None:
         try:
-            return create_flow(db, definition), "created"
+            return _insert(db, definition, None), "created"
         except NameTaken:
             existing = find_live_flow(db, definition["name"])
             if existing is None:  # made and deleted meanwhile: the name is free again
                 raise
+    if existing.exposed is not None:
+        raise _name_taken(db, existing.name)
     if _dump(existing.definition) == _dump(definition):
         return existing, "unchanged"
     return update_flow(db, existing.id, definition), "updated"
+
+
+def sync_exposed(
+    db: Engine, server: str, prefix: str, made: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+) -> tuple[bool, list[str]]:
+    """Make the live flows exposing ``server``'s tools under ``prefix`` be ``made`` (definition and
+    ``exposed`` by name): create, update, and delete those its tools no longer name. A name held by
+    a flow someone wrote, or by another server's tool, stays theirs. Whether anything changed, and
+    a message for each name refused."""
+    changed = False
+    refused: list[str] = []
+    for name, (definition, exposed) in made.items():
+        existing = find_live_flow(db, name)
+        if existing is None:
+            try:
+                _insert(db, definition, exposed)
+                changed = True
+                continue
+            except NameTaken:  # another server process made it meanwhile
+                existing = find_live_flow(db, name)
+                if existing is None:
+                    raise
+        if existing.exposed_server != server:
+            refused.append(
+                f"the tool {exposed['tool']['name']!r} of the MCP server {server!r} is not served as"
+                f" {name!r}: {existing.taken_by()} has that name"
+                " (rename one, or give the server another prefix)"
+            )
+        elif _dump(existing.definition) != _dump(definition) or existing.exposed != exposed:
+            _update(db, existing.id, definition, exposed)
+            changed = True
+    for record in list_flows(db):
+        if record.exposed_server == server and record.name.startswith(prefix) and record.name not in made:
+            delete_flow(db, record.id)
+            changed = True
+    return changed, refused
 
 
 def delete_flow(db: Engine, flow_id: str) -> FlowRecord:

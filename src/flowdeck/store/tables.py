@@ -44,6 +44,8 @@ flows = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
+    # a flow made by flowdeck to serve a remote tool: {"server", "tool": the tool as listed}, as JSON
+    Column("exposed", Text),
     # one live flow per name; deleted flows keep their name for their executions
     Index(
         "uq_flows_live_name",

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from flowdeck.engine import (
+    ExposedFlowDefinition,
     FlowDefinition,
     NullObserver,
     Observer,
@@ -104,7 +105,8 @@ class Tracker:
         key = (flow.id, flow.revision)
         prepared = self._prepared.get(key)
         if prepared is None:
-            definition = FlowDefinition.model_validate(flow.definition)
+            kind = FlowDefinition if flow.exposed is None else ExposedFlowDefinition
+            definition = kind.model_validate(flow.definition)
             prepared = self._prepared[key] = PreparedFlow(definition, flow_id=flow.id, revision=flow.revision)
         return prepared
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from flowdeck.engine.ports import NO_SERVICES, Services
+from flowdeck.engine.ports import NO_SERVICES, Services, ToolReply
 from flowdeck.engine.templates import Template, is_template
 
 ENTRY_POINT_GROUP = "flowdeck.nodes"
@@ -29,6 +29,7 @@ class Notes(Protocol):
 
     child_execution_id: str | None
     remote: dict[str, Any] | None
+    reply: ToolReply | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,11 @@ class NodeContext:
         if self.notes is not None:
             self.notes.remote = {"server": server, "tool": tool, "execution_id": execution_id}
             self._report(None)
+
+    def note_reply(self, reply: ToolReply) -> None:
+        """The called tool's reply as it came, for whoever serves this flow as that tool."""
+        if self.notes is not None:
+            self.notes.reply = reply
 
     def progress(self, message: str) -> None:
         """Tell the caller how far the node got (``"<node id> [k/n]"``)."""

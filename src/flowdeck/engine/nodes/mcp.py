@@ -60,6 +60,7 @@ class Mcp(NodeType):
 
         context.note_remote(config.server, config.tool)
         reply = await tools.call(config.server, config.tool, config.arguments, on_progress=on_progress)
+        context.note_reply(reply)
         remote_id = reply.meta.get(REMOTE_EXECUTION_META)
         if isinstance(remote_id, str):
             context.note_remote(config.server, config.tool, remote_id)

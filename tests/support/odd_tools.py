@@ -1,0 +1,34 @@
+"""An MCP server over stdio whose tool names put exposure to the test: ``fine``, ``x`` and ``_x``
+(which two prefixes can make one name), one MCP does not allow and one too long for flowdeck.
+Each tool answers with its own name. Run as ``python tests/support/odd_tools.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+NAMES = ["fine", "x", "_x", "has space", "n" * 70]
+
+
+async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    return types.ListToolsResult(
+        tools=[types.Tool(name=name, input_schema={"type": "object"}) for name in NAMES]
+    )
+
+
+async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])
+
+
+async def main() -> None:
+    server = Server("odd-tools", on_list_tools=list_tools, on_call_tool=call_tool)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+if __name__ == "__main__":
+    anyio.run(main)

@@ -17,6 +17,7 @@ from mcp import Client, types
 from sqlalchemy import Engine
 
 from flowdeck.records import Execution
+from flowdeck.remote import HttpServer, RemoteTools
 from flowdeck.settings import Settings
 from flowdeck.store.reads import get_execution, list_executions
 from tests.support import EXAMPLES
@@ -26,6 +27,7 @@ from tests.support.remotes import (
     flaky_http,
     kill_stdio_servers,
     servers_file,
+    tcp_connections_to,
 )
 from tests.support.server import eventually, served
 
@@ -295,6 +297,23 @@ async def test_a_stdio_server_killed_between_two_calls_is_started_again(
     )
     assert not second.is_error, second.content
     assert step(record(db, second), "call").output == "Echo: 2"
+
+
+async def test_calls_over_http_keep_their_connection() -> None:
+    """The SDK closes a call's event stream before the server ends it; unread, that body would cost
+    the connection, a new one per call."""
+    with everything_http() as url:
+        port = int(url.split(":")[2].split("/")[0])
+        remote = RemoteTools({"everything": HttpServer(url=url)})
+        try:
+            for n in range(30):
+                reply = await remote.call(
+                    "everything", "echo", {"message": str(n)}, on_progress=lambda *_: None
+                )
+                assert reply.content == [{"type": "text", "text": f"Echo: {n}"}]
+            assert tcp_connections_to(port) <= 3  # the calls' one, the session's stream, a spare
+        finally:
+            await remote.close()
 
 
 async def test_a_remote_that_hangs_is_bounded_and_cancelled_on_the_remote(deck: Deck, db: Engine) -> None:

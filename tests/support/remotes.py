@@ -65,6 +65,19 @@ def everything_http() -> Iterator[str]:
         process.wait(10)
 
 
+def tcp_connections_to(port: int) -> int:
+    """Sockets of this machine connected to ``port`` on loopback, TIME_WAIT ones included (Linux)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                remote = line.split()[2]
+                if int(remote.rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
 def servers_file(folder: Path, servers: dict[str, Any]) -> Path:
     path = folder / "servers.json"
     path.write_text(json.dumps({"mcpServers": servers}))

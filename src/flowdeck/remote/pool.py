@@ -86,6 +86,42 @@ class _Watched:
         await self.aclose()
 
 
+class _Reused(httpx2.AsyncBaseTransport):
+    """HTTP for MCP calls that keeps its connections: the SDK closes a POST's event stream as soon as
+    the result is in, a moment before the server ends it, and a body closed unread costs its
+    connection (a TCP connect and a socket left in TIME_WAIT per call). The rest of such a body is
+    read first, for at most ``DRAIN_S``, by the task that made the request: the result is already
+    on its way."""
+
+    DRAIN_S = 0.5
+
+    def __init__(self) -> None:
+        self._http = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._http.handle_async_request(request)
+        if request.method == "POST":
+            response.stream = _Drained(response.stream)  # type: ignore[arg-type]
+        return response
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class _Drained(httpx2.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception), anyio.move_on_after(_Reused.DRAIN_S):
+            async for _rest in self._stream:
+                pass
+        await self._stream.aclose()
+
+
 class _Session:
     """One server's client session, held open by a task of its own until closed or gone."""
 
@@ -177,7 +213,7 @@ class _Session:
                 yield _Watched(read, self.ended), write
             return
         async with (
-            httpx2.AsyncClient(headers=spec.headers, timeout=HTTP_TIMEOUT) as http,
+            httpx2.AsyncClient(headers=spec.headers, timeout=HTTP_TIMEOUT, transport=_Reused()) as http,
             streamable_http_client(spec.url, http_client=http) as (read, write),
         ):
             yield _Watched(read, self.ended), write

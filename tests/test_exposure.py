@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from flowdeck.errors import InvalidServers
 from flowdeck.records import Execution
-from flowdeck.remote import load_servers
+from flowdeck.remote import RemoteTools, StdioServer, load_servers
 from flowdeck.settings import Settings
 from flowdeck.states import Status
 from flowdeck.store import database
@@ -336,7 +336,10 @@ async def test_names_that_clash_or_do_not_fit_are_skipped_with_a_reason(
         names = await tool_names(f"{base}/mcp")
         async with Client(f"{base}/mcp") as client:
             answer = await client.call_tool("p___fine", {})
+            await client.call_tool("p__grow", {})  # odd now has a tool more, and says nothing
+            grown = {tool.name for tool in (await client.list_tools()).tools}
     assert answer.content[0].text == "fine"
+    assert "p__grown" not in names and "p__grown" in grown  # seen when a client lists the tools
     # p___x is odd's "_x" and odder's "x": the first listed keeps it
     assert {"p__fine", "p__x", "p___x", "p___fine"} <= names
     assert not any(name.startswith(("p__has", "p__nnn", "p___nnn")) for name in names)
@@ -352,6 +355,19 @@ async def test_names_that_clash_or_do_not_fit_are_skipped_with_a_reason(
         f" MCP server {other!r} has that name" in said
         for mine, server, theirs, other in [("x", "odder", "_x", "odd"), ("_x", "odd", "x", "odder")]
     )
+
+
+async def test_a_2025_servers_change_notification_reaches_its_follower() -> None:
+    """The everything server speaks the 2025 protocols only, and adds tools once a client is
+    initialized, saying so by notifications/tools/list_changed."""
+    remote = RemoteTools({"everything": StdioServer(**everything_stdio())})
+    heard = asyncio.Event()
+    remote.follow("everything", heard.set)
+    try:
+        assert await remote.list_tools("everything")
+        await asyncio.wait_for(heard.wait(), 10)
+    finally:
+        await remote.close()
 
 
 async def test_a_remote_down_at_start_is_served_once_it_comes_up(

@@ -1,6 +1,7 @@
 """An MCP server over stdio whose tool names put exposure to the test: ``fine``, ``x`` and ``_x``
 (which two prefixes can make one name), one MCP does not allow and one too long for flowdeck.
-Each tool answers with its own name. Run as ``python tests/support/odd_tools.py``."""
+Each tool answers with its own name; ``grow`` also adds a tool, ``grown``, without saying so (its
+change is seen when its tools are listed again). Run as ``python tests/support/odd_tools.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-NAMES = ["fine", "x", "_x", "has space", "n" * 70]
+NAMES = ["fine", "x", "_x", "has space", "n" * 70, "grow"]
 
 
 async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -21,6 +22,8 @@ async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> t
 
 
 async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    if params.name == "grow" and "grown" not in NAMES:
+        NAMES.append("grown")
     return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])
 
 

@@ -160,7 +160,7 @@ async def test_a_composed_call_is_one_trace_with_every_hop_nested(stack: Stack) 
         "node double": "flow remote_double",
         "node fetch": "flow composed",
     }
-    spans = trace(stack.phoenix, trace_id, set(expected))
+    spans = trace(stack.phoenix, trace_id, set(expected) | set(expected.values()))  # parents too
     tree = _tree(spans)
     assert {name: tree[name][0] for name in expected if name in tree} == expected
     # anything else is the mcp node opening its session with the second flowdeck, within the node

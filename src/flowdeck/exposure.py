@@ -92,10 +92,6 @@ class Exposures:
         for server in prefixes:
             remote.follow(server, self._changed[server].set)
 
-    @property
-    def servers(self) -> set[str]:
-        return set(self._prefixes)
-
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [

@@ -62,11 +62,13 @@ def test_an_exposed_tools_calls_show_live_in_its_usage_tab(base: str, page: Page
     expect(items).to_have_count(2)
     expect(items.first).to_have_attribute("data-status", "error")
 
-    items.nth(1).click()
     detail = page.get_by_test_id("execution-detail")
-    expect(detail).to_have_attribute("data-execution-id", ok.meta["flowdeck/execution_id"])
-    expect(detail).to_contain_text("Echo: hello from the browser test")
-    expect(detail.get_by_test_id("timeline-row").first).to_have_attribute("data-node-id", "call")
-    items.first.click()
-    expect(detail).to_have_attribute("data-execution-id", bad.meta["flowdeck/execution_id"])
-    expect(detail).to_contain_text("7 is not of type 'string'")
+    for result in (ok, bad):
+        execution_id = result.meta["flowdeck/execution_id"]
+        items.and_(page.locator(f'[data-execution-id="{execution_id}"]')).locator("[data-select]").click()
+        expect(detail).to_have_attribute("data-execution-id", execution_id)
+        if result is ok:
+            expect(detail).to_contain_text("Echo: hello from the browser test")
+            expect(detail.get_by_test_id("timeline-row").first).to_have_attribute("data-node-id", "call")
+        else:
+            expect(detail).to_contain_text("7 is not of type 'string'")

@@ -385,6 +385,16 @@ async def test_a_remote_down_at_start_is_served_once_it_comes_up(
             assert "late__hello" in await tool_names(f"{base}/mcp")
 
 
+async def test_a_call_right_after_a_start_waits_for_the_first_listing(tmp_path: Path) -> None:
+    """A client that kept its tool list across a restart calls without listing first."""
+    servers = servers_file(tmp_path, {"everything": {**everything_stdio(), "expose": True}})
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'deck.db'}", mcp_servers=servers)
+    with served(settings) as base:
+        async with Client(f"{base}/mcp") as client:
+            result = await client.call_tool("everything__echo", {"message": "first"})
+    assert [item.text for item in result.content] == ["Echo: first"]
+
+
 async def test_flowdeck_mcp_over_stdio_serves_the_exposed_tools(database_url: str, tmp_path: Path) -> None:
     servers = servers_file(tmp_path, {"everything": {**everything_stdio(), "expose": True}})
     async with Client(stdio_params(database_url, "--servers", str(servers))) as client:

@@ -88,6 +88,7 @@ class Exposures:
         self._tried = {server: asyncio.Event() for server in prefixes}  # its first listing is over
         self._said: dict[str, set[str]] = {}
         self._synced: dict[str, Made] = {}  # what was last written for each server
+        self._built: dict[str, tuple[list[dict[str, Any]], Made, set[str]]] = {}  # the last tools' flows
         self._tasks: list[asyncio.Task[None]] = []
         for server in prefixes:
             remote.follow(server, self._changed[server].set)
@@ -107,14 +108,21 @@ class Exposures:
                 await task
         self._tasks = []
 
+    async def first_listings(self) -> bool:
+        """Wait (at most ``REFRESH_TIMEOUT_S``) for the servers still being listed for the first
+        time, as a call made right after a start may name one of their tools; whether any was."""
+        pending = [event.wait() for event in self._tried.values() if not event.is_set()]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending), REFRESH_TIMEOUT_S)
+        return bool(pending)
+
     async def refresh(self) -> None:
         """Bring every reachable server's tools up to date now (a client is listing flowdeck's); a
         server still being reached for the first time is waited for instead."""
         servers = [server for server in self._prefixes if server in self._up]
         tasks = [asyncio.ensure_future(self._sync(server)) for server in servers]
-        tasks += [asyncio.ensure_future(event.wait()) for event in self._tried.values() if not event.is_set()]
-        if not tasks:
-            return
+        tasks.append(asyncio.ensure_future(self.first_listings()))
         done, pending = await asyncio.wait(tasks, timeout=REFRESH_TIMEOUT_S)
         for task in pending:
             task.cancel()
@@ -154,17 +162,7 @@ class Exposures:
     async def _sync(self, server: str) -> None:
         tools = await self._remote.list_tools(server)
         async with self._syncing[server]:
-            made: Made = {}
-            skipped: set[str] = set()
-            for tool in tools:
-                try:
-                    name, definition, exposed = flow_for(server, self._prefixes[server], tool)
-                except ValueError as exc:
-                    skipped.add(
-                        f"the tool {tool.get('name')!r} of the MCP server {server!r} is not served: {exc}"
-                    )
-                    continue
-                made[name] = (definition, exposed)
+            made, skipped = self._flows_for(server, tools)
             if made == self._synced.get(server) and set(made) <= self._catalog.names():
                 return  # as last time, and still there: nothing to write
             prefix = exposed_name(self._prefixes[server], "")
@@ -173,6 +171,26 @@ class Exposures:
             self._synced[server] = made
             if changed:
                 self._catalog.refresh()
+
+    def _flows_for(self, server: str, tools: list[dict[str, Any]]) -> tuple[Made, set[str]]:
+        """The flows of a server's tools, and why the others are not served; made again only when
+        the tools changed (checking a flow prepares it, a few hundred µs a tool)."""
+        last = self._built.get(server)
+        if last is not None and last[0] == tools:
+            return last[1], last[2]
+        made: Made = {}
+        skipped: set[str] = set()
+        for tool in tools:
+            try:
+                name, definition, exposed = flow_for(server, self._prefixes[server], tool)
+            except ValueError as exc:
+                skipped.add(
+                    f"the tool {tool.get('name')!r} of the MCP server {server!r} is not served: {exc}"
+                )
+                continue
+            made[name] = (definition, exposed)
+        self._built[server] = (tools, made, skipped)
+        return made, skipped
 
     def _tell(self, server: str, problems: set[str]) -> None:
         """Log each problem once, while it lasts."""

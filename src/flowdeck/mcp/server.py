@@ -253,6 +253,8 @@ def build_server(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         record = _read_flows(lambda: catalog.served(params.name))
+        if record is None and exposures is not None and await exposures.first_listings():
+            record = _read_flows(lambda: catalog.served(params.name))
         if record is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {params.name!r}")
         flow = tracker.prepare(record)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from flowdeck.store.flows import get_flow
 from flowdeck.store.prune import count_prunable, prune_executions
 from flowdeck.store.reads import Filter
 from flowdeck.store.seed import seed_executions
+from flowdeck.store.sqlite_lines import iso_sql
 from flowdeck.store.tables import execution_counts, execution_days, execution_params, executions, steps
 from flowdeck.times import DAY_US, iso, now_us, parse_iso
 from tests.support.cli import flowdeck
@@ -321,6 +324,18 @@ async def test_every_exported_line_reads_as_the_api_sends_the_execution(site: Si
     for n, record in enumerate(records):
         if record["flow_name"] not in seeded or n % 20 == 0:
             assert record == api(site, "GET", f"/api/executions/{record['id']}").json(), record["flow_name"]
+
+
+def test_sqlite_writes_times_as_the_api_does() -> None:
+    """The export's lines carry times SQLite formats: to the millisecond, truncated, like ``iso``."""
+    rng = random.Random(7)
+    stored = [rng.randrange(4_102_444_800_000_000) for _ in range(20_000)]
+    stored += [0, 999, 1_000, 59_999_999, 1_764_543_005_123_999, 1_764_543_059_999_999]
+    with sqlite3.connect(":memory:") as connection:
+        connection.execute("CREATE TABLE t (at INTEGER)")
+        connection.executemany("INSERT INTO t VALUES (?)", [(at,) for at in stored])
+        written = connection.execute(f"SELECT at, {iso_sql('at')} FROM t").fetchall()
+    assert [text for _, text in written] == [iso(at) for at, _ in written]
 
 
 @pytest.mark.parametrize(

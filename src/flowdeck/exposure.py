@@ -35,6 +35,8 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 # a client listing flowdeck's tools waits at most this long for the remotes' lists
 REFRESH_TIMEOUT_S = 5.0
+# a server listing more tools than this has the first ones served (each is a flow, a row, a tool)
+MAX_TOOLS = 1000
 
 Made = dict[str, tuple[dict[str, Any], dict[str, Any]]]
 
@@ -180,7 +182,11 @@ class Exposures:
             return last[1], last[2]
         made: Made = {}
         skipped: set[str] = set()
-        for tool in tools:
+        if len(tools) > MAX_TOOLS:
+            skipped.add(
+                f"the MCP server {server!r} lists {len(tools)} tools: the first {MAX_TOOLS} are served"
+            )
+        for tool in tools[:MAX_TOOLS]:
             try:
                 name, definition, exposed = flow_for(server, self._prefixes[server], tool)
             except ValueError as exc:

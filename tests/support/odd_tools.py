@@ -1,7 +1,8 @@
-"""An MCP server over stdio whose tool names put exposure to the test: ``fine``, ``x`` and ``_x``
-(which two prefixes can make one name), one MCP does not allow and one too long for flowdeck.
-Each tool answers with its own name; ``grow`` also adds a tool, ``grown``, without saying so (its
-change is seen when its tools are listed again). Run as ``python tests/support/odd_tools.py``."""
+"""An MCP server over stdio whose tools put exposure to the test: ``fine``, ``x`` and ``_x`` (which
+two prefixes can make one name), one name MCP does not allow and one too long for flowdeck, and
+``bad_schema``, whose input schema can't be applied. Each tool answers with its own name; ``grow``
+also adds a tool, ``grown``, without saying so (its change is seen when its tools are listed
+again). Run as ``python tests/support/odd_tools.py``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-NAMES = ["fine", "x", "_x", "has space", "n" * 70, "grow"]
+NAMES = ["fine", "x", "_x", "has space", "n" * 70, "grow", "bad_schema"]
+# a schema no validator can apply to a value of ``a``: its pattern is not a regex
+BAD_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}
 
 
 async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
     return types.ListToolsResult(
-        tools=[types.Tool(name=name, input_schema={"type": "object"}) for name in NAMES]
+        tools=[
+            types.Tool(name=name, input_schema=BAD_SCHEMA if name == "bad_schema" else {"type": "object"})
+            for name in NAMES
+        ]
     )
 
 

@@ -163,9 +163,16 @@ class Observers:
             await observer.execution_finished(run)
 
 
-def _problems(errors: Any) -> list[str]:
+def _problems(flow: PreparedFlow, arguments: Any) -> list[str]:
+    """What is wrong with the arguments, by the flow's schema. A schema that can't be applied (a
+    served remote tool's, say: a pattern that is not a regex, a $ref to nowhere) is a problem of
+    the call too, so that the call is still recorded, with the reason."""
+    try:
+        errors = sorted(flow.validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+    except Exception as exc:
+        return [f"the input schema can't check them: {' '.join(str(exc).split())[:300]}"]
     problems = []
-    for error in sorted(errors, key=lambda e: list(e.absolute_path)):
+    for error in errors:
         place = "/".join(str(p) for p in error.absolute_path)
         problems.append(f"{place}: {error.message}" if place else error.message)
     return problems
@@ -209,7 +216,7 @@ async def run_flow(
         arguments, problems = None, [f"arguments nested deeper than {MAX_DEPTH} levels"]
     else:
         arguments = _copy_json(params)
-        problems = _problems(flow.validator.iter_errors(arguments))
+        problems = _problems(flow, arguments)
     timeout_s = flow.timeout_s or default_timeout_s
     run = Run(execution_id, flow, params, None if problems else arguments, started)
     run.parent, run.depth, run.services = parent, depth, services

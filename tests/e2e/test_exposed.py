@@ -46,7 +46,9 @@ def mcp(base: str, tool: str | None = None, arguments: dict[str, Any] | None = N
 def test_an_exposed_tools_calls_show_live_in_its_usage_tab(base: str, page: Page) -> None:
     assert "everything__echo" in [tool.name for tool in mcp(base).tools]
     page.goto(base)
-    row = page.get_by_test_id("flow-item").filter(has_text="everything__echo")
+    group = page.locator('[data-testid=exposed-group][data-server="everything"]')  # a server's tools together
+    expect(group.locator("h2")).to_have_text("Exposed from everything")
+    row = group.get_by_test_id("flow-item").filter(has_text="everything__echo")
     expect(row.get_by_test_id("exposed-badge")).to_have_text("exposed · everything")
     row.locator("a.flow-name").click()
     expect(page.get_by_test_id("exposed-badge")).to_be_visible()

@@ -94,9 +94,14 @@ def index(request: Request) -> HTMLResponse:
     for flow in list_flows(db, include_deleted=True):
         newest = list_executions(db, Filter(flow_id=flow.id), per_page=1)  # the last one, and the total
         rows.append({"flow": flow, "last": newest.items[0] if newest.items else None, "total": newest.total})
-    live = [row for row in rows if not row["flow"].deleted]
+    live = [row for row in rows if not row["flow"].deleted and row["flow"].exposed is None]
+    exposed: dict[str, list[dict[str, Any]]] = {}  # by server, each server's tools together
+    for row in rows:
+        if not row["flow"].deleted and row["flow"].exposed is not None:
+            exposed.setdefault(row["flow"].exposed_server, []).append(row)
     deleted = [row for row in rows if row["flow"].deleted]
-    return templates.TemplateResponse(request, "index.html", {"live": live, "deleted": deleted})
+    context = {"live": live, "exposed": dict(sorted(exposed.items())), "deleted": deleted}
+    return templates.TemplateResponse(request, "index.html", context)
 
 
 def _flow_page(request: Request, flow: FlowRecord, tab: str, extra: dict[str, Any]) -> HTMLResponse:

@@ -66,7 +66,7 @@ bench: dev everything
 bench-lengths: dev
 	$(BIN)/python -m bench.flow_length
 
-screenshots: dev chromium
+screenshots: dev chromium everything
 	$(BIN)/python -m tests.e2e.screenshots docs/screenshots
 
 # known vulnerabilities in what is installed (asks pypi.org, so it needs the internet)

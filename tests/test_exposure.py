@@ -351,6 +351,7 @@ async def test_names_that_clash_or_do_not_fit_are_skipped_with_a_reason(
         in broken.content[0].text
     )
     assert answer.content[0].text == "fine"
+    assert answer.meta["io.modelcontextprotocol/serverInfo"]["name"] == "flowdeck"  # not the remote's
     assert "p__grown" not in names and "p__grown" in grown  # seen when a client lists the tools
     # p___x is odd's "_x" and odder's "x": the first listed keeps it
     assert {"p__fine", "p__x", "p___x", "p___fine"} <= names

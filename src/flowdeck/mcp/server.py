@@ -182,17 +182,22 @@ def tool_result(flow_name: str, run: Run) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True, meta=meta)
 
 
+# _meta keys the protocol reserves: what the remote says there is of its own connection, not ours
+PROTOCOL_META = "io.modelcontextprotocol/"
+
+
 def passed_on(run: Run) -> types.CallToolResult | None:
     """The remote's reply to an exposed tool's call as it came, when the remote gave one."""
     reply = run.steps[0].reply if run.steps else None
     if reply is None:
         return None
+    meta = {key: value for key, value in reply.meta.items() if not key.startswith(PROTOCOL_META)}
     return types.CallToolResult.model_validate(
         {
             "content": reply.content,
             "structuredContent": reply.structured,
             "isError": reply.is_error,
-            "_meta": {**reply.meta, EXECUTION_ID_META: run.execution_id},
+            "_meta": {**meta, EXECUTION_ID_META: run.execution_id},
         }
     )
 

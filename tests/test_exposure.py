@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from flowdeck.store import database
 from flowdeck.store.flows import find_live_flow
 from flowdeck.store.reads import Filter, get_execution, list_executions
 from tests.support import EXAMPLES
+from tests.support.cli import flowdeck
 from tests.support.postgres import free_port
 from tests.support.processes import stdio_params
 from tests.support.remotes import everything_http, everything_stdio, kill_stdio_servers, servers_file
@@ -246,9 +248,19 @@ async def test_a_stdio_remote_killed_mid_call_is_a_recorded_error_and_the_next_c
 # ---- the catalog and the API -----------------------------------------------------------------------
 
 
+def exposed_flows(deck: Deck, *names: str) -> dict[str, Any]:
+    """The live flows by name, once the ones named are made (the first listings take a moment)."""
+    deadline = time.monotonic() + 30
+    while True:
+        flows = {flow["name"]: flow for flow in httpx.get(f"{deck.base}/api/flows").json()["items"]}
+        if set(names) <= set(flows) or time.monotonic() > deadline:
+            return flows
+        time.sleep(0.1)
+
+
 def test_exposed_flows_are_marked_and_read_only(deck: Deck, db: Engine) -> None:
+    flows = exposed_flows(deck, "everything__echo", "web__echo")
     with httpx.Client(base_url=deck.base) as http:
-        flows = {flow["name"]: flow for flow in http.get("/api/flows").json()["items"]}
         echo = flows["everything__echo"]
         assert echo["exposed"] is True
         assert echo["exposed_from"] == {"server": "everything", "tool": "echo"}
@@ -266,6 +278,9 @@ def test_exposed_flows_are_marked_and_read_only(deck: Deck, db: Engine) -> None:
         assert (
             "made by flowdeck from the tool 'echo' of the MCP server 'everything'" in refused.json()["detail"]
         )
+        kept = http.delete(f"/api/flows/{echo['id']}")
+        assert kept.status_code == 409
+        assert "stop exposing the server" in kept.json()["detail"]
         taken = http.post("/api/flows", json={"name": "web__echo", "nodes": []})
         assert taken.status_code == 409
         assert "taken by the tool 'echo' of the MCP server 'web'" in taken.json()["detail"]
@@ -381,6 +396,22 @@ async def test_a_server_listing_too_many_tools_has_the_first_ones_served(
     with caplog.at_level(logging.ERROR, logger="flowdeck.exposure"), served(settings) as base:
         assert await tool_names(f"{base}/mcp") == {"odd__fine", "odd__x"}
     assert "the MCP server 'odd' lists 7 tools: the first 2 are served" in caplog.text
+
+
+def test_the_flows_of_a_server_no_longer_exposed_may_be_deleted(deck: Deck, tmp_path: Path) -> None:
+    """The CLI, given no servers file, finds the exposed flows leftovers: they may go; given the
+    file that exposes their server, they may not."""
+    exposed_flows(deck, "everything__get-sum")
+    exposing = servers_file(tmp_path, {"everything": {**everything_stdio(), "expose": True}})
+    refused = flowdeck(
+        "flows", "delete", "everything__get-sum", database_url=deck.db_url, ok=False,
+        FLOWDECK_MCP_SERVERS=str(exposing),
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "which this server exposes: stop exposing the server" in refused.stderr
+    gone = flowdeck("flows", "delete", "everything__get-sum", database_url=deck.db_url)
+    assert gone.exit_code == 0, gone.stderr
+    assert "deleted everything__get-sum" in gone.stdout
 
 
 async def test_a_2025_servers_change_notification_reaches_its_follower() -> None:

@@ -43,6 +43,11 @@ class Catalog:
         self._flows: dict[str, FlowRecord] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def exposing(self) -> frozenset[str]:
+        """The servers whose tools this process serves."""
+        return self._exposing
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

@@ -118,6 +118,15 @@ def _with(settings: Settings, *, database_url: str | None = None, servers: Path 
     return settings.model_copy(update=update) if update else settings
 
 
+def _exposing(settings: Settings) -> set[str]:
+    """The servers whose tools the servers file (``$FLOWDECK_MCP_SERVERS``) exposes."""
+    if settings.mcp_servers is None:
+        return set()
+    from flowdeck.remote import exposed_prefixes, load_servers
+
+    return set(exposed_prefixes(load_servers(settings.mcp_servers)))
+
+
 def _server_names(settings: Settings) -> list[str] | None:
     """The servers of the servers file (its problems raised), or None when none is given."""
     if settings.mcp_servers is None:
@@ -174,6 +183,9 @@ def flows_delete(name: Annotated[str, typer.Argument(help="Flow name or id")]) -
     record = resolve_flow(db, name)
     if record.deleted:
         raise CliError(f"flow {name!r} is already deleted")
+    from flowdeck.exposure import check_deletable
+
+    check_deletable(record, _exposing(_settings()))
     delete_flow(db, record.id)
     typer.echo(f"deleted {record.name} (its executions are kept)")
 

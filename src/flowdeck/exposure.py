@@ -16,14 +16,16 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Engine
 
 from flowdeck.catalog import Catalog
 from flowdeck.engine import TOOL_NAME_PATTERN, ExposedFlowDefinition, FlowNotRunnable, PreparedFlow
+from flowdeck.errors import ReadOnlyFlow
 from flowdeck.remote import RemoteTools
-from flowdeck.store.flows import sync_exposed
+from flowdeck.store.flows import FlowRecord, sync_exposed
 
 log = logging.getLogger("flowdeck.exposure")
 
@@ -74,6 +76,17 @@ def flow_for(server: str, prefix: str, tool: dict[str, Any]) -> tuple[str, dict[
     except (ValueError, FlowNotRunnable) as exc:
         raise ValueError(f"it can't be served: {exc}") from None
     return name, definition, {"server": server, "tool": tool}
+
+
+def check_deletable(record: FlowRecord, exposing: Collection[str]) -> None:
+    """A flow serving the tool of a server this process exposes comes back at the next listing:
+    deleting it is refused (:class:`~flowdeck.errors.ReadOnlyFlow`). One of a server no longer
+    exposed is a leftover, and may go."""
+    if record.exposed_server is not None and record.exposed_server in exposing:
+        raise ReadOnlyFlow(
+            f"{record.name!r} is made by flowdeck from {record.taken_by()}, which this server exposes:"
+            " stop exposing the server (its entry in the servers file) to remove its tools"
+        )
 
 
 class Exposures:

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from flowdeck.api.models import Detail, Flow, FlowList, FlowProblems
+from flowdeck.exposure import check_deletable
 from flowdeck.flowfiles import Loaded, check_references, parse_flow
 from flowdeck.runtime import Runtime
 from flowdeck.store import flows as store
@@ -106,10 +107,17 @@ async def update_flow(request: Request, flow_id: str, definition: DefinitionBody
     return await _save(request, definition, lambda db, values: store.update_flow(db, flow_id, values))
 
 
-@router.delete("/{flow_id}", status_code=204, responses={404: {"model": Detail}}, summary="Delete a flow")
+@router.delete(
+    "/{flow_id}",
+    status_code=204,
+    responses={404: {"model": Detail}, 409: {"model": Detail}},
+    summary="Delete a flow",
+)
 async def delete_flow(request: Request, flow_id: str) -> Response:
-    """The flow stops being a tool; its executions stay, with its id and name."""
+    """The flow stops being a tool; its executions stay, with its id and name. A flow serving the
+    tool of a server this server exposes is refused (409): it would be made again."""
     runtime = _runtime(request)
+    check_deletable(await run_in_threadpool(store.get_flow, runtime.db, flow_id), runtime.catalog.exposing)
     await run_in_threadpool(store.delete_flow, runtime.db, flow_id)
     runtime.catalog.refresh()
     return Response(status_code=204)

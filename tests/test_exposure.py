@@ -414,6 +414,21 @@ def test_the_flows_of_a_server_no_longer_exposed_may_be_deleted(deck: Deck, tmp_
     assert "deleted everything__get-sum" in gone.stdout
 
 
+def test_flows_run_lists_an_exposed_server_not_served_yet(tmp_path: Path) -> None:
+    servers = servers_file(tmp_path, {"everything": {**everything_stdio(), "expose": True}})
+    database_url = f"sqlite:///{tmp_path / 'fresh.db'}"  # no server ever ran on it
+    ran = flowdeck(
+        "flows", "run", "everything__echo", "--args", '{"message": "from the CLI"}', "--servers", str(servers),
+        database_url=database_url,
+    )  # fmt: skip
+    assert "Echo: from the CLI" in ran.stdout
+    unknown = flowdeck(
+        "flows", "run", "everything__nope", "--servers", str(servers), database_url=database_url, ok=False
+    )  # fmt: skip
+    assert unknown.exit_code == 1
+    assert "no flow named 'everything__nope'" in unknown.stderr
+
+
 async def test_a_2025_servers_change_notification_reaches_its_follower() -> None:
     """The everything server speaks the 2025 protocols only, and adds tools once a client is
     initialized, saying so by notifications/tools/list_changed."""

@@ -20,14 +20,14 @@ from typer.core import TyperGroup
 
 from flowdeck import __version__
 from flowdeck.engine import PreparedFlow, Run
-from flowdeck.errors import FlowdeckError, InvalidFlow, InvalidQuery
+from flowdeck.errors import FlowdeckError, FlowNotFound, InvalidFlow, InvalidQuery
 from flowdeck.flowfiles import check_references, load_flow_files
 from flowdeck.records import Step, dump_json
 from flowdeck.settings import Settings
 from flowdeck.states import Status, StepStatus, Transport
 from flowdeck.store import database
 from flowdeck.store.export import Format, export_executions
-from flowdeck.store.flows import delete_flow, list_flows, resolve_flow
+from flowdeck.store.flows import FlowRecord, delete_flow, list_flows, resolve_flow
 from flowdeck.store.prune import count_prunable, prune_executions
 from flowdeck.store.reads import PARAM_PREFIX, Filter, get_execution, list_executions
 from flowdeck.store.seed import seed_executions
@@ -118,13 +118,36 @@ def _with(settings: Settings, *, database_url: str | None = None, servers: Path 
     return settings.model_copy(update=update) if update else settings
 
 
-def _exposing(settings: Settings) -> set[str]:
-    """The servers whose tools the servers file (``$FLOWDECK_MCP_SERVERS``) exposes."""
+def _exposing(settings: Settings) -> dict[str, str]:
+    """The servers whose tools the servers file exposes, with their prefixes."""
     if settings.mcp_servers is None:
-        return set()
+        return {}
     from flowdeck.remote import exposed_prefixes, load_servers
 
-    return set(exposed_prefixes(load_servers(settings.mcp_servers)))
+    return exposed_prefixes(load_servers(settings.mcp_servers))
+
+
+def _flow_to_run(name: str, settings: Settings) -> FlowRecord:
+    """The flow of that name or id; a tool of an exposed server that no server has served yet is
+    listed from that server first."""
+    db = _db_of(settings)
+    try:
+        return resolve_flow(db, name)
+    except FlowNotFound:
+        servers = [server for server, prefix in _exposing(settings).items() if name.startswith(f"{prefix}__")]
+        if not servers:
+            raise
+    asyncio.run(_list_exposed(settings, servers))
+    return resolve_flow(db, name)
+
+
+async def _list_exposed(settings: Settings, servers: list[str]) -> None:
+    from flowdeck.runtime import Runtime
+
+    runtime = Runtime.create(settings, kind="cli")
+    async with runtime.running(serving=False):
+        if runtime.exposures is not None:
+            await runtime.exposures.list_now(servers)
 
 
 def _server_names(settings: Settings) -> list[str] | None:
@@ -185,7 +208,7 @@ def flows_delete(name: Annotated[str, typer.Argument(help="Flow name or id")]) -
         raise CliError(f"flow {name!r} is already deleted")
     from flowdeck.exposure import check_deletable
 
-    check_deletable(record, _exposing(_settings()))
+    check_deletable(record, set(_exposing(_settings())))
     delete_flow(db, record.id)
     typer.echo(f"deleted {record.name} (its executions are kept)")
 
@@ -202,10 +225,10 @@ def flows_run(
         params = json.loads(args)
     except ValueError as exc:
         raise CliError(f"--args is not JSON: {exc}") from None
-    record = resolve_flow(_db(), name)
+    settings = _with(_settings(), servers=servers)
+    record = _flow_to_run(name, settings)
     if record.deleted:
         raise CliError(f"flow {name!r} is deleted")
-    settings = _with(_settings(), servers=servers)
     run = asyncio.run(
         _run_tracked(settings, lambda tracker: (tracker.prepare(record), params, CallInfo(Transport.CLI)))
     )

@@ -123,6 +123,15 @@ class Exposures:
                 await task
         self._tasks = []
 
+    async def list_now(self, servers: Collection[str]) -> None:
+        """List these servers' tools and serve them, once, without following them (a command that
+        runs one flow); a server that can't be reached is said in the log."""
+        for server in servers:
+            try:
+                await self._sync(server)
+            except Exception as exc:
+                log.warning("the MCP server %r could not be listed: %s", server, exc)
+
     async def first_listings(self) -> bool:
         """Wait (at most ``REFRESH_TIMEOUT_S``) for the servers still being listed for the first
         time, as a call made right after a start may name one of their tools; whether any was."""

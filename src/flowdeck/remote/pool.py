@@ -86,29 +86,14 @@ class _Watched:
         await self.aclose()
 
 
-class _Reused(httpx2.AsyncBaseTransport):
-    """HTTP for MCP calls that keeps its connections: the SDK closes a POST's event stream as soon as
-    the result is in, a moment before the server ends it, and a body closed unread costs its
-    connection (a TCP connect and a socket left in TIME_WAIT per call). The rest of such a body is
-    read first, for at most ``DRAIN_S``, by the task that made the request: the result is already
-    on its way."""
+class _Drained(httpx2.AsyncByteStream):
+    """A POST's response body read to its end before it is closed, for at most ``DRAIN_S``: the SDK
+    closes a call's event stream as soon as the result is in, a moment before the server ends it,
+    and a body closed unread costs its connection (a TCP connect and a socket left in TIME_WAIT per
+    call). The task that made the request does it: the result is already on its way."""
 
     DRAIN_S = 0.5
 
-    def __init__(self) -> None:
-        self._http = httpx2.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._http.handle_async_request(request)
-        if request.method == "POST":
-            response.stream = _Drained(response.stream)  # type: ignore[arg-type]
-        return response
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-
-class _Drained(httpx2.AsyncByteStream):
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
@@ -116,10 +101,20 @@ class _Drained(httpx2.AsyncByteStream):
         return self._stream.__aiter__()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception), anyio.move_on_after(_Reused.DRAIN_S):
-            async for _rest in self._stream:
-                pass
-        await self._stream.aclose()
+        try:
+            with anyio.move_on_after(self.DRAIN_S):
+                async for _rest in self._stream:
+                    pass
+        except Exception:  # what is left of the body does not matter, only the connection
+            pass
+        finally:
+            await self._stream.aclose()
+
+    @staticmethod
+    async def hook(response: httpx2.Response) -> None:
+        """The client's response hook (which keeps its transport, and its proxies)."""
+        if response.request.method == "POST":
+            response.stream = _Drained(response.stream)
 
 
 class _Session:
@@ -213,7 +208,9 @@ class _Session:
                 yield _Watched(read, self.ended), write
             return
         async with (
-            httpx2.AsyncClient(headers=spec.headers, timeout=HTTP_TIMEOUT, transport=_Reused()) as http,
+            httpx2.AsyncClient(
+                headers=spec.headers, timeout=HTTP_TIMEOUT, event_hooks={"response": [_Drained.hook]}
+            ) as http,
             streamable_http_client(spec.url, http_client=http) as (read, write),
         ):
             yield _Watched(read, self.ended), write

@@ -199,6 +199,35 @@ def test_deeply_nested_and_malformed_arguments(live: tuple[str, Engine], session
     assert_up(base)
 
 
+def test_arguments_that_are_not_text_are_refused_and_recorded(
+    live: tuple[str, Engine], session: Session
+) -> None:
+    """JSON can escape a lone surrogate ("\\ud800"), which is not text: no encoder can write it. A
+    2025 session's parser refuses the message; a 2026-07-28 request reaches the flow, whose call is
+    refused and recorded with U+FFFD in its place."""
+    base, db = live
+    arguments = {"name": "Ad\ud800a", "\udfffkey": 1}
+    assert session.call({"name": "hello", "arguments": arguments})["error"]["code"] == -32700
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body = {"name": "hello", "arguments": arguments, "_meta": envelope}
+    headers = {
+        "Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "hello",
+    }  # fmt: skip
+    message = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": body})
+    reply = answer(httpx2.post(f"{base}/mcp", content=message, headers=headers, timeout=30))
+    assert reply["result"]["isError"] is True
+    text = reply["result"]["content"][0]["text"]
+    assert "name: a lone surrogate, which is not text (stored as U+FFFD)" in text
+    record = get_execution(db, reply["result"]["_meta"]["flowdeck/execution_id"])
+    assert record.status == "error" and record.error.type == "invalid_params"
+    assert record.initial_params == {"name": "Ad\ufffda", "\ufffdkey": 1}
+    assert record.params_preview == "name: Ad\ufffda"
+
+
 def test_ten_megabyte_arguments_are_run_and_recorded_cut(live: tuple[str, Engine], session: Session) -> None:
     _, db = live
     reply = session.call({"name": "hello", "arguments": {"name": "Ada", "blob": "y" * (10 * 1024 * 1024)}})

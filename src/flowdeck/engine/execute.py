@@ -178,17 +178,63 @@ def _problems(flow: PreparedFlow, arguments: Any) -> list[str]:
     return problems
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether JSON data nests deeper than ``limit``, found without recursion."""
+def _misshapen(value: Any, limit: int) -> str | None:
+    """What makes JSON data unfit to run or to store, found in one walk without recursion: nesting
+    deeper than ``limit``, or a string (or key) with a lone surrogate, which JSON can escape
+    (``"\\ud800"``) but which is not text, so that nothing can encode it."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            if not item.isascii() and not _is_text(item):
+                return "not text"
+        elif isinstance(item, dict | list):
             if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
+                return "too deep"
+            if isinstance(item, dict):
+                if not all(key.isascii() or _is_text(key) for key in item):
+                    return "not text"
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_text(value: Any) -> Any:
+    """JSON data with each lone surrogate replaced by U+FFFD (only called on data found holding one,
+    whose nesting is already known to be bounded)."""
+    if isinstance(value, str):
+        return (
+            value if _is_text(value) else value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        )
+    if isinstance(value, dict):
+        return {_as_text(key): _as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_text(item) for item in value]
+    return value
+
+
+def _not_text_at(value: Any, place: str = "") -> str | None:
+    """Where the first string that is not text is (a key path, as the record shows it)."""
+    if isinstance(value, str):
+        return None if _is_text(value) else place or "(the arguments)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{place}/{_as_text(key)}" if place else str(_as_text(key))
+        if isinstance(key, str) and not _is_text(key):
+            return where
+        found = _not_text_at(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 async def run_flow(
@@ -212,8 +258,13 @@ async def run_flow(
     ``cancelled_by`` for a top run, its parent for a child) and then re-raised.
     """
     started = now_us()
-    if _deeper_than(params, MAX_DEPTH):  # refused before anything recursive looks at it
+    misshapen = _misshapen(params, MAX_DEPTH)  # refused before anything recursive looks at it
+    if misshapen == "too deep":
         arguments, problems = None, [f"arguments nested deeper than {MAX_DEPTH} levels"]
+    elif misshapen == "not text":  # recorded with U+FFFD in its place, the only way it can be stored
+        where = _not_text_at(params)
+        params = _as_text(params)
+        arguments, problems = None, [f"{where}: a lone surrogate, which is not text (stored as U+FFFD)"]
     else:
         arguments = _copy_json(params)
         problems = _problems(flow, arguments)

@@ -206,15 +206,6 @@ def deck(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             yield Deck(f"{base}/mcp", database_url, f"{helper}/mcp")
 
 
-@pytest.fixture
-def db(deck: Deck) -> Iterator[Engine]:
-    from flowdeck.store import database
-
-    engine = database.open_database(deck.db_url)
-    yield engine
-    engine.dispose()
-
-
 async def call(url: str, tool: str, arguments: dict[str, Any], **kwargs: Any) -> types.CallToolResult:
     async with Client(url, **kwargs) as client:
         return await client.call_tool(tool, arguments)

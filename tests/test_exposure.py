@@ -92,13 +92,6 @@ def deck(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             yield Deck(f"{base}/mcp", base, database_url, helper)
 
 
-@pytest.fixture
-def db(deck: Deck) -> Iterator[Engine]:
-    engine = database.open_database(deck.db_url)
-    yield engine
-    engine.dispose()
-
-
 def record(db: Engine, result: types.CallToolResult) -> Execution:
     return get_execution(db, result.meta["flowdeck/execution_id"])
 

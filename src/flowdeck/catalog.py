@@ -83,7 +83,7 @@ class Catalog:
         return None if record is None else self._tracker.prepare(record)
 
     def _serves(self, record: FlowRecord) -> bool:
-        return record.exposed is None or record.exposed["server"] in self._exposing
+        return record.exposed_server is None or record.exposed_server in self._exposing
 
     def names(self) -> set[str]:
         return set(self._flows)

@@ -45,9 +45,7 @@ def flow_json(record: store.FlowRecord) -> dict[str, Any]:
         **(
             {}
             if record.exposed is None
-            else {
-                "exposed_from": {"server": record.exposed["server"], "tool": record.exposed["tool"]["name"]}
-            }
+            else {"exposed_from": {"server": record.exposed_server, "tool": record.exposed["tool"]["name"]}}
         ),
     }
 

@@ -38,17 +38,24 @@ def _unknown(value: Any) -> str:
     return f"<{type(value).__name__}>"
 
 
+def _plain(value: Any) -> str | None:
+    """A string as it is, an integer (not a bool) as its JSON text, made without json: most
+    arguments are one or the other; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def params_preview(params: Any) -> str:
     """The first argument as ``name: value``, shortened for one line of a list."""
     if not isinstance(params, dict) or not params:
         return ""
     name, value = next(iter(params.items()))
     try:
-        if isinstance(value, str):
-            shown = value
-        elif isinstance(value, int) and not isinstance(value, bool):  # most first arguments: as is
-            shown = str(value)
-        else:
+        shown = _plain(value)
+        if shown is None:
             shown = json.dumps(value, ensure_ascii=False, default=_unknown)
     except (RecursionError, ValueError):
         shown = "…"
@@ -59,11 +66,8 @@ def params_preview(params: Any) -> str:
 def param_value(value: Any) -> str:
     """An argument as the param filter compares it: a string as it is, anything else as its JSON
     text; one longer than ``PARAM_CHARS`` as ``sha256:<hash>`` of that text (both sides alike)."""
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, int) and not isinstance(value, bool):  # its JSON text, without json
-        text = str(value)
-    else:
+    text = _plain(value)
+    if text is None:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if len(text) > PARAM_CHARS:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

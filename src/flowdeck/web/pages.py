@@ -94,12 +94,17 @@ def index(request: Request) -> HTMLResponse:
     for flow in list_flows(db, include_deleted=True):
         newest = list_executions(db, Filter(flow_id=flow.id), per_page=1)  # the last one, and the total
         rows.append({"flow": flow, "last": newest.items[0] if newest.items else None, "total": newest.total})
-    live = [row for row in rows if not row["flow"].deleted and row["flow"].exposed is None]
+    live: list[dict[str, Any]] = []
     exposed: dict[str, list[dict[str, Any]]] = {}  # by server, each server's tools together
+    deleted: list[dict[str, Any]] = []
     for row in rows:
-        if not row["flow"].deleted and row["flow"].exposed is not None:
-            exposed.setdefault(row["flow"].exposed_server, []).append(row)
-    deleted = [row for row in rows if row["flow"].deleted]
+        server = row["flow"].exposed_server
+        if row["flow"].deleted:
+            deleted.append(row)
+        elif server is None:
+            live.append(row)
+        else:
+            exposed.setdefault(server, []).append(row)
     context = {"live": live, "exposed": dict(sorted(exposed.items())), "deleted": deleted}
     return templates.TemplateResponse(request, "index.html", context)
 

@@ -71,6 +71,11 @@ nodes:
     config: {items: [1, 2], node: {type: transform, config: {value: "{{ item }}"}}}
   - {id: shaky, type: fail, config: {message: no}, retry: {attempts: 2}, on_error: continue}
 """,
+    "odd.yaml": """
+name: odd
+nodes:
+  - {id: same, type: transform, config: {value: "{{ input }}"}}
+""",
     "nap.yaml": """
 name: nap
 nodes:
@@ -316,10 +321,17 @@ async def test_every_exported_line_reads_as_the_api_sends_the_execution(site: Si
         await client.call_tool("composite", {})  # a child, a map, tries
         await client.call_tool("ok", {"n": 4})
         await client.call_tool("boom", {})
+    odd_args = '{"big": Infinity, "none": NaN, "new\\nline": "a\\u2028b"}'  # Python's json reads these
+    await anyio.to_thread.run_sync(
+        lambda: flowdeck("flows", "run", "odd", "--args", odd_args, database_url=site.db_url)
+    )
     lines = (await anyio.to_thread.run_sync(lambda: api(site, "GET", "/api/executions/export"))).text
-    records = [json.loads(line) for line in lines.splitlines()]
+    # lines end in \n only: JSON may hold a U+2028, which splitlines() takes for a line end too
+    records = [json.loads(line) for line in lines.split("\n") if line]
     kinds = {record["flow_name"] for record in records}
-    assert {"varied", "composite", "ok", "boom"} <= kinds
+    assert {"varied", "composite", "ok", "boom", "odd"} <= kinds
+    odd = next(record for record in records if record["flow_name"] == "odd")
+    assert odd["initial_params"] == odd["output"] == {"big": None, "none": None, "new\nline": "a\u2028b"}
     seeded = {"many", "aged", "pruned"}  # hundreds alike: one in twenty is enough
     for n, record in enumerate(records):
         if record["flow_name"] not in seeded or n % 20 == 0:

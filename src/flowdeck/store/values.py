@@ -16,9 +16,10 @@ PARAM_CHARS = 200  # a longer argument is kept for search as its hash
 def encode_value(value: Any, max_bytes: int) -> tuple[str, bool]:
     """JSON text of ``value``, and whether it was cut: when longer than ``max_bytes`` (or not storable
     at all), the text is a marker ``{"$truncated": {"bytes", "max_bytes", "preview"}}``. Serialized
-    by pydantic-core, a sixth of what ``json.dumps`` takes for the small values of most steps."""
+    by pydantic-core, a sixth of what ``json.dumps`` takes for the small values of most steps. An
+    infinite or NaN number is stored as null, as the API sends it: the stored text is always JSON."""
     try:
-        data = to_json(value, fallback=_unknown)
+        data = to_json(value, fallback=_unknown, inf_nan_mode="null")
     except (RecursionError, ValueError) as exc:  # too deep, circular, a lone surrogate
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         marker = {"$truncated": {"bytes": None, "max_bytes": max_bytes, "preview": f"not storable: {reason}"}}

@@ -62,7 +62,8 @@ def _known_time(column: str) -> _Plain:
 
 
 def _duration(started: str, ended: str) -> str:
-    return _text(f"CASE WHEN {ended} IS NULL THEN NULL ELSE ({ended} - {started}) / 1000.0 END")
+    """Milliseconds as a number (SQLite writes a real as JSON does, ``%!.15g``); null while running."""
+    return _stored(f"({ended} - {started}) / 1000.0")
 
 
 def _or_null(condition: str, value: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from flowdeck.records import ExecutionSummary, dump_json, to_json
+from flowdeck.store.json_lines import json_lines
 from flowdeck.store.reads import Filter, matching, read_executions, read_summaries
-from flowdeck.store.sqlite_lines import sqlite_lines
 
 
 class Format(StrEnum):
@@ -43,11 +43,9 @@ def export_executions(db: Engine, where: Filter, form: Format) -> Iterator[str]:
 
 
 def _ndjson(connection: Any, ids: list[str]) -> str:
-    """Whole executions, one a line: written by SQLite where it can (:mod:`.sqlite_lines`), else
-    through the records."""
-    lines: dict[str, str | None] = {}
-    if connection.dialect.name == "sqlite":
-        lines = sqlite_lines(connection, ids)
+    """Whole executions, one a line: written by the database where it can (:mod:`.json_lines`),
+    else through the records."""
+    lines = json_lines(connection, ids)
     rest = [execution_id for execution_id in ids if lines.get(execution_id) is None]
     if rest:
         lines.update((record.id, dump_json(record)) for record in read_executions(connection, rest))

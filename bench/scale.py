@@ -204,4 +204,5 @@ def scale_rows(sqlite_folder: Path, postgres_url: str, *, quick: bool) -> list[d
     )
     flow_id = seed(postgres_url, main, others)
     rows += measure(postgres_url, "postgres", flow_id, times=times)
+    rows += export_rows(postgres_url, flow_id, main, label="postgres")
     return rows

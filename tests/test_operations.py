@@ -458,6 +458,27 @@ def export_lines(site: Site, flow_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines()]
 
 
+async def test_a_running_execution_exports_as_the_api_shows_it(site: Site) -> None:
+    """No end, no duration, a step still running: the database writes those nulls as the API does."""
+    async with site.client() as client, anyio.create_task_group() as group:
+        group.start_soon(client.call_tool, "nap", {})
+        for _ in range(100):  # until its running step is written (its batch goes within 50 ms)
+            pending = api(site, "GET", "/api/executions", params={"status": "pending"}).json()["items"]
+            napping = [item for item in pending if item["flow_name"] == "nap"]
+            if napping and api(site, "GET", f"/api/executions/{napping[0]['id']}").json()["steps"]:
+                break
+            await anyio.sleep(0.05)
+        line = next(
+            line for line in export_lines(site, napping[0]["flow_id"]) if line["id"] == napping[0]["id"]
+        )
+        shown = api(site, "GET", f"/api/executions/{line['id']}").json()
+        assert line == shown
+        assert (line["status"], line["ended_at"], line["duration_ms"]) == ("pending", None, None)
+        assert [(s["status"], s["ended_at"], s["duration_ms"]) for s in line["steps"]] == [
+            ("pending", None, None)
+        ]
+
+
 async def test_prune_never_touches_a_pending_execution(site: Site) -> None:
     async with site.client() as client:
         await client.call_tool("nap", {})  # one ended nap, to be pruned

@@ -11,6 +11,8 @@ import pytest
 from mcp import Client
 from sqlalchemy import Engine
 
+from flowdeck.events import Event, EventHub
+from flowdeck.records import ExecutionSummary, StepChange
 from flowdeck.settings import Settings
 from flowdeck.store.flows import find_live_flow
 from tests.support import EXAMPLES
@@ -65,15 +67,61 @@ async def test_a_flow_stream_gets_start_each_node_and_end(base: str, db: Engine)
         got = await _until(events, lambda r: r.data["status"] != "pending")
     execution_id = result.meta["flowdeck/execution_id"]
     assert {r.event for r in got} == {"execution"}
-    assert [(r.data["status"], r.data["steps_done"]) for r in got] == [
-        ("pending", 0), ("pending", 1), ("pending", 2), ("pending", 3), ("fulfilled", 3),
-    ]  # fmt: skip
+    # each state once, in order; one may be passed over when a newer one arrived first (on
+    # PostgreSQL a batch of steps and the end travel on two connections), never the first or last
+    states = [(r.data["status"], r.data["steps_done"]) for r in got]
+    every = [("pending", 0), ("pending", 1), ("pending", 2), ("pending", 3), ("fulfilled", 3)]
+    assert states == [state for state in every if state in states]
+    assert states[0] == every[0] and states[-1] == every[-1]
     assert {r.data["id"] for r in got} == {execution_id}
     last = got[-1].data
     assert last["flow_name"] == "slow_report" and last["steps_total"] == 3 and last["ended_at"].endswith("Z")
     assert last["duration_ms"] > 0 and last["params_preview"] == "pause_s: 0.05"
     ids = [r.id for r in got]
     assert len(set(ids)) == len(ids)
+
+
+def _summary(execution_id: str, status: str, done: int) -> Event:
+    return Event.of(
+        ExecutionSummary(
+            id=execution_id, flow_id="f", flow_name="flow", status=status, started_at=1, ended_at=None,
+            duration_ms=None, params_preview="", steps_done=done, steps_total=3, error_type=None,
+            error_node_id=None, parent_execution_id=None, rerun_of=None,
+        )
+    )  # fmt: skip
+
+
+def _step(execution_id: str, index: int, status: str) -> Event:
+    return Event.of_step(
+        "f",
+        StepChange(
+            execution_id=execution_id, index=index, node_id=f"n{index}", node_type="delay", status=status,
+            started_at=1, ended_at=None, duration_ms=None, output_truncated=False, error=None,
+        ),
+    )  # fmt: skip
+
+
+async def test_an_event_that_arrives_after_a_newer_one_is_dropped(db: Engine) -> None:
+    """Notices of one execution may arrive out of order (its steps and its end travel on two
+    PostgreSQL connections): a watcher never hears an older state after a newer one."""
+    hub = EventHub(db)
+    async with hub.watch(execution_id="e1") as queue, hub.watch(flow_id="f") as flow_queue:
+        hub.dispatch([_summary("e1", "pending", 0), _step("e1", 0, "pending")])
+        hub.dispatch(
+            [_step("e1", 0, "fulfilled"), _summary("e1", "pending", 2), _summary("e1", "fulfilled", 3)]
+        )
+        hub.dispatch([_step("e1", 0, "pending"), _summary("e1", "pending", 1), _step("e1", 1, "pending")])
+        hub.dispatch([_summary("e2", "pending", 0), _summary("e1", "fulfilled", 3)])  # the same again: kept
+        heard = [queue.get_nowait().event for _ in range(queue.qsize())]
+        flow_heard = [flow_queue.get_nowait().event for _ in range(flow_queue.qsize())]
+    assert [(e.kind, e.record.status, getattr(e.record, "steps_done", e.subject[1])) for e in heard] == [
+        ("execution", "pending", 0), ("step", "pending", 0), ("step", "fulfilled", 0),
+        ("execution", "pending", 2), ("execution", "fulfilled", 3), ("step", "pending", 1),
+        ("execution", "fulfilled", 3),
+    ]  # fmt: skip
+    assert [(e.record.id, e.record.steps_done) for e in flow_heard] == [
+        ("e1", 0), ("e1", 2), ("e1", 3), ("e2", 0), ("e1", 3)
+    ]  # fmt: skip
 
 
 async def test_an_execution_stream_gets_its_steps(base: str, db: Engine) -> None:

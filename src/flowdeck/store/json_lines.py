@@ -49,7 +49,7 @@ POSTGRES = _Dialect(
 _DIALECTS = {"sqlite": SQLITE, "postgresql": POSTGRES}
 
 
-def iso_sql(column: str, dialect: str = "sqlite") -> str:
+def iso_sql(column: str, dialect: str) -> str:
     """A stored time (µs) as ISO 8601 to the millisecond, ending in Z, as :func:`flowdeck.times.iso`
     writes it (truncated, not rounded); NULL stays NULL. On SQLite, whole milliseconds in seconds
     convert exactly, and one ``strftime`` is the cheapest of five ways measured (0.6 µs; a line
@@ -96,8 +96,7 @@ _SPECIAL_STEP = "s.attempts IS NOT NULL OR s.items IS NOT NULL OR s.remote IS NO
 _HAS_CHILDREN = "EXISTS (SELECT 1 FROM executions c WHERE c.parent_execution_id = e.id)"
 
 
-@functools.cache
-def lines_query(dialect_name: str) -> str:
+def _lines_query(dialect_name: str) -> str:
     """The statement giving each execution of ``:ids`` its line, or NULL when it must go through the
     records."""
     d = _DIALECTS[dialect_name]
@@ -113,20 +112,20 @@ def lines_query(dialect_name: str) -> str:
     def quoted(expression: str) -> str:
         return d.quote.format(expression)
 
-    def time(column: str) -> str:
-        return quoted(iso_sql(column, dialect_name))
-
-    def start(column: str) -> _Plain:
-        return _Plain(iso_sql(column, dialect_name))
+    def state(alias: str) -> tuple[tuple[str, str], ...]:
+        """What an execution and a step both say of their state, from the table named ``alias``."""
+        return (
+            ("status", _Plain(f"{alias}.status")),
+            ("started_at", _Plain(iso_sql(f"{alias}.started_at", dialect_name))),  # never NULL
+            ("ended_at", quoted(iso_sql(f"{alias}.ended_at", dialect_name))),
+            ("duration_ms", _duration(f"{alias}.started_at", f"{alias}.ended_at")),
+        )
 
     step_pairs = (
         ("index", "s.idx"),
         ("node_id", quoted("s.node_id")),
         ("node_type", quoted("s.node_type")),
-        ("status", _Plain("s.status")),
-        ("started_at", start("s.started_at")),
-        ("ended_at", time("s.ended_at")),
-        ("duration_ms", _duration("s.started_at", "s.ended_at")),
+        *state("s"),
         ("output_truncated", _bool("s.output_truncated")),
         ("error", quoted("s.error")),
         ("output", _stored("s.output")),
@@ -139,10 +138,7 @@ def lines_query(dialect_name: str) -> str:
         ("id", _Plain("e.id")),
         ("flow_id", _Plain("e.flow_id")),
         ("flow_name", quoted("e.flow_name")),
-        ("status", _Plain("e.status")),
-        ("started_at", start("e.started_at")),
-        ("ended_at", time("e.ended_at")),
-        ("duration_ms", _duration("e.started_at", "e.ended_at")),
+        *state("e"),
         ("params_preview", quoted("e.params_preview")),
         ("steps_done", f"count(s.idx) FILTER (WHERE s.status != '{StepStatus.PENDING}')"),
         ("steps_total", "e.steps_total"),
@@ -203,7 +199,7 @@ def lines_query(dialect_name: str) -> str:
 
 @functools.cache
 def _statement(dialect_name: str) -> Any:
-    return text(lines_query(dialect_name)).bindparams(bindparam("ids", expanding=True))
+    return text(_lines_query(dialect_name)).bindparams(bindparam("ids", expanding=True))
 
 
 def json_lines(connection: Any, ids: list[str]) -> dict[str, str | None]:

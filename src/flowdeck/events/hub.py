@@ -11,10 +11,10 @@ sees what runs on another.
 A watcher that reconnects with the id of the last event it saw gets what it missed, or is told to
 reload when the hub can't know.
 
-An event that arrives after a newer one of the same execution or step is dropped: on PostgreSQL an
-execution's batches of steps and its end go through two connections (see
-:mod:`flowdeck.tracking.writer`), and their notices may arrive in either order; a watcher would
-otherwise be told "pending, one node done" after "fulfilled".
+An event that arrives after a newer one of the same execution or step is sent with the newer state
+in its place: on PostgreSQL an execution's batches of steps and its end go through two connections
+(see :mod:`flowdeck.tracking.writer`), and their notices may arrive in either order; a watcher would
+otherwise be told "pending, one node done" after "fulfilled". Each change still makes one event.
 
 Events are built only when somebody may watch them: on SQLite, this process's watchers; on
 PostgreSQL, any server's. A PostgreSQL server with watchers says so (``announce_watched``: on its
@@ -82,10 +82,8 @@ class EventHub:
         self._epoch = secrets.token_hex(4)
         self._seq = 0
         self._recent: collections.deque[tuple[int, Event]] = collections.deque(maxlen=KEEP)
-        # the progress of the latest subjects seen, to drop events that arrive out of date
-        self._progress: collections.OrderedDict[tuple[str, int | None], tuple[bool, int]] = (
-            collections.OrderedDict()
-        )
+        # the newest event of the latest subjects seen, sent in place of one that arrives out of date
+        self._newest: collections.OrderedDict[tuple[str, int | None], Event] = collections.OrderedDict()
         self._watchers: set[_Watcher] = set()
         self._feed: asyncio.Task[None] | None = None
         self._gap = 0  # the last event number that was skipped, not kept
@@ -183,27 +181,26 @@ class EventHub:
                     await task
 
     def dispatch(self, events: list[Event]) -> None:
-        """Number the events and hand them to the watchers that want them; drop those out of date."""
-        for event in events:
-            if self._out_of_date(event):
-                continue
+        """Number the events and hand them to the watchers that want them (one out of date as the
+        newest of its subject)."""
+        for event in map(self._up_to_date, events):
             self._seq += 1
             self._recent.append((self._seq, event))
             for watcher in list(self._watchers):
                 if watcher.wants(event):
                     self._offer(watcher, Delivered(f"{self._epoch}-{self._seq}", event))
 
-    def _out_of_date(self, event: Event) -> bool:
-        """Whether a newer event of the same subject went by; else it is the newest known."""
-        subject, progress = event.subject, event.progress
-        newest = self._progress.get(subject)
-        if newest is not None and progress < newest:
-            return True
-        self._progress[subject] = progress
-        self._progress.move_to_end(subject)
-        if len(self._progress) > KEEP:
-            self._progress.popitem(last=False)
-        return False
+    def _up_to_date(self, event: Event) -> Event:
+        """The event, or the newer one of its subject that went by before it."""
+        subject = event.subject
+        newest = self._newest.get(subject)
+        if newest is not None and event.progress < newest.progress:
+            return newest
+        self._newest[subject] = event
+        self._newest.move_to_end(subject)
+        if len(self._newest) > KEEP:
+            self._newest.popitem(last=False)
+        return event
 
     def interrupted(self, reason: str) -> None:
         """Events may have gone by unseen: every watcher is told to reload."""

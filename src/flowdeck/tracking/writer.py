@@ -12,7 +12,7 @@ On PostgreSQL, the batches of steps alone (a long flow's progress, every ``STEP_
 through a connection of their own, so that an execution's end never waits behind one in flight (a
 round trip, over a millisecond on a connection that was idle). Step writes therefore never
 overwrite a step that has ended: a batch that lands after a newer one changes nothing it shouldn't;
-and its events, heard after the newer ones, are dropped by the hubs as out of date.
+and its events, heard after the newer ones, are sent by the hubs with the newer state.
 
 SQLite is written from the loop itself, by the task that commits: a commit in WAL mode takes tens
 of microseconds, less than a hand-over to a thread or even to another task. That connection never

@@ -26,9 +26,11 @@ def _memory_kb(pid: int, field: str) -> int:
     raise LookupError(field)
 
 
-def export_rows(url: str, flow_id: str, flow_total: int, *, label: str = "sqlite") -> list[dict[str, Any]]:
-    """``flow_total`` executions of the flow, spread evenly: a time range of about ``ROWS`` of them."""
-    since = iso(now_us() - int(SPREAD_DAYS * DAY_US * min(1.0, ROWS / flow_total)))
+def export_rows(
+    url: str, flow_id: str, flow_total: int, *, label: str = "sqlite", rows: int = ROWS
+) -> list[dict[str, Any]]:
+    """``flow_total`` executions of the flow, spread evenly: a time range of about ``rows`` of them."""
+    since = iso(now_us() - int(SPREAD_DAYS * DAY_US * min(1.0, rows / flow_total)))
     port = free_port()
     process = spawn(
         [*FLOWDECK, "serve", "--port", str(port)], port=port, env={**os.environ, "FLOWDECK_DATABASE_URL": url}

@@ -39,6 +39,7 @@ async def _round(url: str, seconds: float) -> float:
         nonlocal count
         async with Client(url, mode="auto") as client:
             await client.call_tool("bench_one", {"n": first})  # connected and warm before the clock
+            await connected.wait()
             await ready.wait()
             n = first
             while time.perf_counter() < deadline:
@@ -47,10 +48,10 @@ async def _round(url: str, seconds: float) -> float:
                 count += 1
                 n += CLIENTS
 
-    ready = asyncio.Event()
+    connected, ready = asyncio.Barrier(CLIENTS + 1), asyncio.Event()
     deadline = float("inf")
     tasks = [asyncio.create_task(one_client(i)) for i in range(CLIENTS)]
-    await asyncio.sleep(1.0)
+    await connected.wait()
     started = time.perf_counter()
     deadline = started + seconds
     ready.set()

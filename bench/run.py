@@ -22,7 +22,7 @@ RESULTS = Path(__file__).parent / "results.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller data, about 4 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller data, under 3 minutes")
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []

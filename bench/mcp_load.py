@@ -62,7 +62,7 @@ async def _round(url: str, seconds: float) -> float:
 def mcp_rows(*, quick: bool) -> list[dict[str, Any]]:
     # short rounds, often alternated: noise of the shared machine falls on both servers alike, and
     # the median is of four rounds or more, not the better of two
-    rounds, seconds = (4, 2.0) if quick else (8, 4.0)
+    rounds, seconds = (4, 1.5) if quick else (8, 4.0)
     tracked_rates: list[float] = []
     untracked_rates: list[float] = []
     with (

@@ -115,6 +115,11 @@ def test_invalid_definitions_list_every_problem_with_its_place(api: httpx.Client
     flow_id = api.get("/api/flows").json()["items"][0]["id"]
     assert api.put(f"/api/flows/{flow_id}", json=bad).json()["problems"] == body["problems"]
     assert api.post("/api/flows", json=[1, 2]).status_code == 422
+    nan = b'{"name": "nan_value", "nodes": [{"id": "a", "type": "transform", "config": {"value": NaN}}]}'
+    refused = api.post("/api/flows", content=nan, headers={"content-type": "application/json"})
+    assert refused.status_code == 422
+    assert [problem["place"] for problem in refused.json()["problems"]] == ["nodes[0].config.value"]
+    assert "nan_value" not in {flow["name"] for flow in api.get("/api/flows").json()["items"]}
     not_json = api.post("/api/flows", content=b"{oops", headers={"content-type": "application/json"})
     assert not_json.status_code == 422
 

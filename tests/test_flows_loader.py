@@ -170,6 +170,25 @@ nodes:
     assert len(found) == 4
 
 
+def test_numbers_json_has_not_are_refused_where_they_are(tmp_path: Path) -> None:
+    text = """
+name: odd_numbers
+input_schema: {type: object, properties: {n: {type: number, default: .inf}}}
+nodes:
+  - {id: a, type: transform, config: {value: {x: .nan, list: [1, -.inf], ok: 1.5}}}
+"""
+    assert problems(text) == [
+        ("input_schema.properties.n.default", "inf is not a JSON number: write a finite number, or a string"),
+        ("nodes[0].config.value.x", "nan is not a JSON number: write a finite number, or a string"),
+        ("nodes[0].config.value.list[1]", "-inf is not a JSON number: write a finite number, or a string"),
+    ]
+    path = tmp_path / "odd.json"  # Python's JSON reader takes NaN and Infinity as numbers
+    path.write_text('{"name": "odd", "nodes": [{"id": "a", "type": "delay", "config": {"seconds": NaN}}]}')
+    with pytest.raises(InvalidFlow) as caught:
+        load_flow_file(path)
+    assert "nodes[0].config.seconds: nan is not a JSON number" in str(caught.value)
+
+
 def test_the_error_text_lists_every_problem_with_its_place(tmp_path: Path) -> None:
     path = tmp_path / "two.yaml"
     path.write_text("name: 'a b'\nnodes:\n  - {id: a, type: nope}\n")

@@ -8,6 +8,7 @@ compile, configs the node type rejects), so a flow that loads is a flow that run
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -173,6 +174,7 @@ def _model_problems(data: Any) -> Iterator[Problem]:
 def _semantic_problems(data: Any) -> Iterator[Problem]:
     if not isinstance(data, dict):
         return
+    yield from _number_problems(data, [])
     yield from _schema_problems(data.get("input_schema"))
     if "output" in data:
         yield from _template_problems(data["output"], "output", whole=True)
@@ -216,6 +218,19 @@ def _type_problems(node: dict[str, Any], place: str, registry: dict[str, Any]) -
     inner = config.get(INNER_KEY)
     if node_type == MAP_TYPE and isinstance(inner, dict):
         yield from _type_problems(inner, f"{place}.config.{INNER_KEY}", registry)
+
+
+def _number_problems(value: Any, loc: list[Any]) -> Iterator[Problem]:
+    """NaN and infinite numbers (YAML's ``.nan``, ``.inf``; ``NaN`` in lenient JSON): JSON has none,
+    and a flow is stored and served as JSON, where they could only become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield Problem(_place(loc), f"{value} is not a JSON number: write a finite number, or a string")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _number_problems(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _number_problems(item, [*loc, index])
 
 
 def _template_problems(value: Any, place: str, *, whole: bool = False) -> Iterator[Problem]:

@@ -174,7 +174,7 @@ def _model_problems(data: Any) -> Iterator[Problem]:
 def _semantic_problems(data: Any) -> Iterator[Problem]:
     if not isinstance(data, dict):
         return
-    yield from _number_problems(data, [])
+    yield from _number_problems(data)
     yield from _schema_problems(data.get("input_schema"))
     if "output" in data:
         yield from _template_problems(data["output"], "output", whole=True)
@@ -220,17 +220,24 @@ def _type_problems(node: dict[str, Any], place: str, registry: dict[str, Any]) -
         yield from _type_problems(inner, f"{place}.config.{INNER_KEY}", registry)
 
 
-def _number_problems(value: Any, loc: list[Any]) -> Iterator[Problem]:
-    """NaN and infinite numbers (YAML's ``.nan``, ``.inf``; ``NaN`` in lenient JSON): JSON has none,
-    and a flow is stored and served as JSON, where they could only become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield Problem(_place(loc), f"{value} is not a JSON number: write a finite number, or a string")
-    elif isinstance(value, dict):
+def _leaves(value: Any, place: str) -> Iterator[tuple[str, Any]]:
+    """Every value inside ``value`` that is neither a mapping nor a list, with its place."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            yield from _number_problems(item, [*loc, key])
+            yield from _leaves(item, f"{place}.{key}" if place else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _number_problems(item, [*loc, index])
+            yield from _leaves(item, f"{place}[{index}]")
+    else:
+        yield place, value
+
+
+def _number_problems(data: dict[str, Any]) -> Iterator[Problem]:
+    """NaN and infinite numbers (YAML's ``.nan``, ``.inf``; ``NaN`` in lenient JSON): JSON has none,
+    and a flow is stored and served as JSON, where they could only become null."""
+    for place, leaf in _leaves(data, ""):
+        if isinstance(leaf, float) and not math.isfinite(leaf):
+            yield Problem(place, f"{leaf} is not a JSON number: write a finite number, or a string")
 
 
 def _template_problems(value: Any, place: str, *, whole: bool = False) -> Iterator[Problem]:
@@ -238,18 +245,12 @@ def _template_problems(value: Any, place: str, *, whole: bool = False) -> Iterat
     if whole and not (isinstance(value, str) and is_template(value)):
         yield Problem(place, 'must be a template, like "{{ input.x }}"')
         return
-    if isinstance(value, str):
-        if is_template(value):
+    for where, leaf in _leaves(value, place):
+        if isinstance(leaf, str) and is_template(leaf):
             try:
-                Template(value)
+                Template(leaf)
             except TemplateSyntaxError as exc:
-                yield Problem(place, f"template does not compile: {exc.message} (line {exc.lineno})")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _template_problems(item, f"{place}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _template_problems(item, f"{place}[{index}]")
+                yield Problem(where, f"template does not compile: {exc.message} (line {exc.lineno})")
 
 
 def _schema_problems(schema: Any) -> Iterator[Problem]:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import random
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from sqlalchemy import Engine, func, select
 
 from flowdeck.settings import Settings
 from flowdeck.states import Status
-from flowdeck.store import database
+from flowdeck.store import database, export
+from flowdeck.store.database import is_sqlite
 from flowdeck.store.flows import get_flow
 from flowdeck.store.json_lines import iso_sql
 from flowdeck.store.prune import count_prunable, prune_executions
@@ -366,6 +368,43 @@ def test_export_refuses_a_bad_filter_before_sending_anything(
     response = api(site, "GET", "/api/executions/export", params=query)
     assert response.status_code == 422
     assert says in json.dumps(response.json())
+
+
+def export_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("flowdeck-export")]
+
+
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["two readers", "one reader"])
+def test_export_reads_batches_at_once_and_sends_them_in_order(
+    site: Site, many: str, side_by_side: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are read by two threads at once (one where SQLite's threads can't run side by side),
+    yet come out newest first, whole; closing the export part-way stops its readers."""
+    monkeypatch.setattr(export, "threads_read_side_by_side", lambda: side_by_side)
+    pieces = export.export_executions(site.db, Filter(flow_id=many), export.Format.NDJSON)
+    first = next(pieces)
+    readers = 1 if is_sqlite(site.db) and not side_by_side else 2
+    assert len(export_threads()) == readers
+    lines = (first + "".join(pieces)).split("\n")
+    assert lines.pop() == ""
+    ids = [json.loads(line)["id"] for line in lines]
+    assert len(ids) == 450 and ids == sorted(set(ids), reverse=True)
+    assert export_threads() == []
+    pieces = export.export_executions(site.db, Filter(flow_id=many), export.Format.NDJSON)
+    assert len(next(pieces).split("\n")) == export.BATCH[export.Format.NDJSON] + 1
+    pieces.close()
+    assert export_threads() == []
+
+
+def test_the_cli_exports_the_lines_the_api_sends(site: Site, many: str) -> None:
+    """A process of its own: on SQLite, its threads read side by side (tests/test_sqlite_library)."""
+    cli = flowdeck("executions", "export", "--flow", "many", database_url=site.db_url)
+    response = api(site, "GET", "/api/executions/export", params={"flow_id": many})
+    lines = cli.stdout_bytes.decode().split("\n")
+    assert len(lines) == 451
+    assert [json.loads(line) for line in lines if line] == [
+        json.loads(line) for line in response.text.split("\n") if line
+    ]
 
 
 # ---- prune -----------------------------------------------------------------------------------------

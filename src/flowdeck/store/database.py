@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from flowdeck.errors import DatabaseUnavailable
+from flowdeck.store.sqlite_library import threads_read_side_by_side
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -37,9 +38,11 @@ def open_database(url: str) -> Engine:
     """A handle on the database at ``url`` (a SQLAlchemy engine and its pool, called ``db`` everywhere,
     since "engine" is the flow engine here). SQLite runs in WAL mode with ``synchronous=NORMAL``: a
     commit survives the process being killed (it is in the WAL file), which is what the execution
-    guarantees rely on."""
+    guarantees rely on. The first SQLite database a process opens sets the library up for threads
+    (:mod:`.sqlite_library`)."""
     db = create_engine(normalize_url(url), pool_pre_ping=True)
     if is_sqlite(db):
+        threads_read_side_by_side()
         path = db.url.database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,13 @@ def _memory_kb(pid: int, field: str) -> int:
     raise LookupError(field)
 
 
+def _count_lines(response: httpx.Response) -> int:
+    """Lines counted by their ends in the bytes as they come: splitting them into Python strings cost
+    this client about 15 µs a line, on the two cores the server has too. (The count is checked
+    against the API's total below.)"""
+    return sum(chunk.count(b"\n") for chunk in response.iter_raw())
+
+
 def export_rows(
     url: str, flow_id: str, flow_total: int, *, label: str = "sqlite", rows: int = ROWS
 ) -> list[dict[str, Any]]:
@@ -44,13 +51,12 @@ def export_rows(
             ).json()["total"]
             before_kb = _memory_kb(process.pid, "VmRSS")
             for form in ("ndjson", "csv"):
-                started, lines = time.perf_counter(), 0
+                started = time.perf_counter()
                 with http.stream(
                     "GET", "/api/executions/export", params={**query, "format": form}
                 ) as response:
                     assert response.status_code == 200, response.read()
-                    for _ in response.iter_lines():
-                        lines += 1
+                    lines = _count_lines(response)
                 rates[form] = (lines - (form == "csv")) / (time.perf_counter() - started)
                 assert lines - (form == "csv") == count, (form, lines, count)
             growth_mb = (_memory_kb(process.pid, "VmHWM") - before_kb) / 1024
@@ -63,7 +69,8 @@ def export_rows(
             "value": round(rates["ndjson"]),
             "unit": "rows/s",
             "note": f"NDJSON (the default): whole executions with their 10 steps and data, {count:,} of"
-            " them, streamed over HTTP" + (" (goal >= 20,000)" if label == "sqlite" else ""),
+            " them, streamed over HTTP (the client counts line ends)"
+            + (" (goal >= 20,000)" if label == "sqlite" else ""),
         },
         {
             "name": f"export_csv_rows_per_s_{label}",

@@ -72,15 +72,20 @@
   const narrow = () => window.matchMedia("(max-width: 900px)").matches;
 
   // a fragment from the server, swapped into its place unless a newer one was asked for meanwhile
-  // (quick keys or clicks must not leave an older answer on screen)
+  // (quick keys or clicks must not leave an older answer on screen), or unless it is what the part
+  // already shows: a live refresh that changes nothing leaves the page as it is (a click in
+  // progress on a row that would be replaced between its press and its release is lost)
   const asked = new Map();
+  const shown = new Map();
   async function swap(into, url) {
     const ticket = (asked.get(into) || 0) + 1;
     asked.set(into, ticket);
-    if (url === null) return false;
+    if (url === null) { shown.delete(into); return false; }
     const response = await fetch(url);
     const html = response.ok ? await response.text() : null;
     if (html === null || asked.get(into) !== ticket) return false;
+    if (shown.get(into) === html) return true;
+    shown.set(into, html);
     into.innerHTML = html;
     localize(into);
     return true;

@@ -27,7 +27,6 @@ from sqlalchemy import Engine, func, select
 from flowdeck.settings import Settings
 from flowdeck.states import Status
 from flowdeck.store import database, export
-from flowdeck.store.database import is_sqlite
 from flowdeck.store.flows import get_flow
 from flowdeck.store.json_lines import iso_sql
 from flowdeck.store.prune import count_prunable, prune_executions
@@ -383,7 +382,7 @@ def test_export_reads_batches_at_once_and_sends_them_in_order(
     monkeypatch.setattr(export, "threads_read_side_by_side", lambda: side_by_side)
     pieces = export.export_executions(site.db, Filter(flow_id=many), export.Format.NDJSON)
     first = next(pieces)
-    readers = 1 if is_sqlite(site.db) and not side_by_side else 2
+    readers = 1 if database.is_sqlite(site.db) and not side_by_side else 2
     assert len(export_threads()) == readers
     lines = (first + "".join(pieces)).split("\n")
     assert lines.pop() == ""
